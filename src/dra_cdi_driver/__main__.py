@@ -1,0 +1,3 @@
+from dra_cdi_driver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Wiring: builds the driver's parts from the settings and runs them until a signal."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from dra_cdi_driver import __version__, kube
+from dra_cdi_driver.cdi import SpecStore
+from dra_cdi_driver.checkpoint import Checkpoint, current_boot_id
+from dra_cdi_driver.claims import ApiClaimReader
+from dra_cdi_driver.devices import Inventory, create_source
+from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubelet.plugin import KubeletPlugin
+from dra_cdi_driver.logs import kv
+from dra_cdi_driver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_inventory(settings: Settings) -> Inventory:
+    inventory = Inventory(create_source(settings))
+    inventory.refresh()
+    return inventory
+
+
+def run(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Serve the kubelet until SIGTERM/SIGINT (or `stop` is set)."""
+    stop = stop or _stop_on_signals()
+    log.info(
+        "starting dra-cdi-driver",
+        extra=kv(
+            version=__version__,
+            driver=settings.driver_name,
+            node=settings.node_name,
+            device_source=settings.device_source,
+        ),
+    )
+    inventory = build_inventory(settings)
+    api = kube.api_client(settings.kubeconfig, pool_size=settings.prepare_workers)
+    if api is None:
+        log.warning(
+            "no Kubernetes API configured (no --kubeconfig and not in a pod): claims cannot "
+            "be read and no ResourceSlices are published"
+        )
+    driver = Driver(
+        driver_name=settings.driver_name,
+        node_name=settings.node_name,
+        inventory=inventory,
+        claims=ApiClaimReader(api),
+        specs=SpecStore(settings.cdi_root, f"{settings.driver_name}/{inventory.source.cdi_class}"),
+        checkpoint=Checkpoint(settings.checkpoint_dir, current_boot_id()),
+        workers=settings.prepare_workers,
+    )
+    driver.recover()
+    plugin = KubeletPlugin(
+        driver_name=settings.driver_name,
+        dra_socket=settings.dra_socket,
+        registration_socket=settings.registration_socket,
+        driver=driver,
+        workers=settings.prepare_workers,
+    )
+    plugin.start()
+    try:
+        stop.wait()
+    finally:
+        log.info("shutting down")
+        plugin.stop()
+        driver.close()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("received signal", extra=kv(signal=signal.Signals(signum).name))
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop

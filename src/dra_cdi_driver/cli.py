@@ -1,0 +1,138 @@
+"""The `dra-cdi-driver` command: flags, their environment-variable mirrors, and dispatch.
+
+Every flag `--some-flag` can also be set through the environment variable
+`SOME_FLAG` (the flag wins). Defaults suit a kind cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dra_cdi_driver import __version__, logs
+from dra_cdi_driver.devices import SOURCES, InventoryError
+from dra_cdi_driver.kubelet.plugin import PluginStartError
+from dra_cdi_driver.settings import (
+    DEFAULT_CDI_ROOT,
+    DEFAULT_DRIVER_NAME,
+    DEFAULT_KUBELET_DIR,
+    Settings,
+    SettingsError,
+)
+
+log = logging.getLogger("dra_cdi_driver")
+
+COMMANDS = {
+    "run": "serve the kubelet: register, prepare and unprepare claims (the default)",
+}
+
+
+def _env_name(flag: str) -> str:
+    return flag.lstrip("-").upper().replace("-", "_")
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw: Any) -> None:
+    """Add `flag` with its environment mirror as the default."""
+    env = _env_name(flag)
+    value = os.environ.get(env, default)
+    shown = "" if default is None else f", default {default}"
+    parser.add_argument(flag, default=value, help=f"{help} [env {env}{shown}]", **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dra-cdi-driver",
+        description="Kubernetes DRA kubelet plugin that hands devices to containers via CDI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=sorted(COMMANDS),
+        help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()),
+    )
+    _add(parser, "--driver-name", DEFAULT_DRIVER_NAME, "DRA driver name (a DNS subdomain)")
+    _add(parser, "--node-name", None, "this node's name [default: hostname]")
+    _add(parser, "--kubeconfig", None, "kubeconfig file; in-cluster config when unset")
+    _add(
+        parser,
+        "--kubelet-dir",
+        str(DEFAULT_KUBELET_DIR),
+        "the kubelet's root dir; the plugin and registrar dirs default below it",
+    )
+    _add(
+        parser,
+        "--plugin-dir",
+        None,
+        "dir of the DRA socket and the checkpoint [default: <kubelet-dir>/plugins/<driver-name>]",
+    )
+    _add(
+        parser,
+        "--registrar-dir",
+        None,
+        "the kubelet's plugin registration dir [default: <kubelet-dir>/plugins_registry]",
+    )
+    _add(
+        parser,
+        "--cdi-root",
+        str(DEFAULT_CDI_ROOT),
+        "dir the container runtime reads CDI specs from",
+    )
+    _add(parser, "--device-source", "mock", "where devices come from", choices=SOURCES)
+    _add(parser, "--mock-devices", "8", "number of mock GPUs", type=int)
+    _add(parser, "--mock-dev-dir", "/dev/mock", "host dir of mock device nodes device_<i>")
+    _add(parser, "--mock-lib-dir", "/mock/lib", "host dir of mock libraries device_<i>.so")
+    _add(parser, "--prepare-workers", "16", "claims prepared at once", type=int)
+    _add(
+        parser,
+        "--log-level",
+        "info",
+        "log level",
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+    )
+    _add(parser, "--log-format", "text", "log line format", choices=["text", "json"])
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    kubelet_dir = Path(args.kubelet_dir)
+    return Settings(
+        driver_name=args.driver_name,
+        node_name=args.node_name or socket.gethostname().lower(),
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        cdi_root=Path(args.cdi_root),
+        plugin_dir=Path(args.plugin_dir or kubelet_dir / "plugins" / args.driver_name),
+        registrar_dir=Path(args.registrar_dir or kubelet_dir / "plugins_registry"),
+        device_source=args.device_source,
+        mock_devices=args.mock_devices,
+        mock_dev_dir=Path(args.mock_dev_dir),
+        mock_lib_dir=Path(args.mock_lib_dir),
+        log_level=args.log_level,
+        log_format=args.log_format,
+        prepare_workers=args.prepare_workers,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    logs.setup(settings.log_level, settings.log_format)
+    try:
+        settings.validate()
+        from dra_cdi_driver import app
+
+        app.run(settings)
+    except (SettingsError, InventoryError, PluginStartError, OSError) as err:
+        # Expected start-up failures: one clear line, no traceback.
+        log.error("cannot start", extra=logs.kv(error=str(err)))
+        print(f"dra-cdi-driver: error: {err}", file=sys.stderr)
+        return 1
+    return 0

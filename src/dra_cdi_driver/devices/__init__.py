@@ -1,0 +1,37 @@
+"""Device sources and the node's device inventory.
+
+To add a device source: write a `DeviceSource` subclass in a module here and
+add it to `create_source`.
+"""
+
+from __future__ import annotations
+
+from dra_cdi_driver.devices.base import Device, DeviceSource, Version
+from dra_cdi_driver.devices.inventory import Inventory, InventoryError
+from dra_cdi_driver.settings import Settings
+
+SOURCES = ("mock",)
+
+
+def create_source(settings: Settings) -> DeviceSource:
+    if settings.device_source == "mock":
+        from dra_cdi_driver.devices.mock import MockSource
+
+        return MockSource(
+            settings.node_name,
+            settings.mock_devices,
+            dev_dir=settings.mock_dev_dir,
+            lib_dir=settings.mock_lib_dir,
+        )
+    raise ValueError(f"unknown device source {settings.device_source!r} (known: {SOURCES})")
+
+
+__all__ = [
+    "SOURCES",
+    "Device",
+    "DeviceSource",
+    "Inventory",
+    "InventoryError",
+    "Version",
+    "create_source",
+]

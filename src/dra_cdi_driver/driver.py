@@ -1,0 +1,280 @@
+"""Prepare and unprepare: the one place that orders the steps for a claim.
+
+Prepare:  checkpoint hit? -> answer from it (rewrite a missing CDI spec)
+          else read claim -> check UID, allocation, pools, devices -> resolve config
+               -> build CDI spec -> record in checkpoint -> write spec -> answer
+Unprepare: remove spec -> remove checkpoint record (local state only)
+
+The checkpoint is written before the spec, so a crash in between leaves a
+record that the next Prepare or Unprepare completes, never an untracked spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from dra_cdi_driver import cdi
+from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError
+from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, parse_allocation
+from dra_cdi_driver.config import ConfigError, resolve
+from dra_cdi_driver.devices import Device, Inventory
+from dra_cdi_driver.logs import kv
+from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim, PreparedDevice
+
+log = logging.getLogger(__name__)
+
+PrepareOutcome = PreparedClaim | ClaimError
+
+
+class _KeyedLocks:
+    """One lock per claim UID, so that the same claim is never prepared twice at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+class Driver:
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        node_name: str,
+        inventory: Inventory,
+        claims: ClaimReader,
+        specs: cdi.SpecStore,
+        checkpoint: Checkpoint,
+        workers: int = 16,
+    ) -> None:
+        self.driver_name = driver_name
+        self.node_name = node_name
+        self.inventory = inventory
+        self.claims = claims
+        self.specs = specs
+        self.checkpoint = checkpoint
+        self._locks = _KeyedLocks()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="prepare")
+
+    def recover(self) -> None:
+        """Load the checkpoint and clean up what an earlier run or boot left behind."""
+        self.specs.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        for stale in self.checkpoint.load():
+            self.specs.remove(stale.claim.uid)
+        for uid in list(self.specs.claim_uids()):
+            if self.checkpoint.get(uid) is None:
+                log.info("removing CDI spec of a claim that is not prepared", extra=kv(uid=uid))
+                self.specs.remove(uid)
+        prepared = sum(1 for _ in self.checkpoint.claims())
+        log.info("checkpoint loaded", extra=kv(prepared_claims=prepared))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # --- prepare -------------------------------------------------------------------
+
+    def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
+        """Prepare each claim concurrently; one claim's failure never affects another."""
+        if len(claims) == 1:
+            outcomes = [self._prepare_safely(claims[0])]
+        else:
+            outcomes = list(self._executor.map(self._prepare_safely, claims))
+        return {c.uid: o for c, o in zip(claims, outcomes, strict=True)}
+
+    def _prepare_safely(self, claim: ClaimRef) -> PrepareOutcome:
+        started = time.perf_counter()
+        try:
+            prepared = self._prepare(claim)
+        except ClaimError as err:
+            log.warning("prepare failed", extra=kv(claim=str(claim), error=err.problem))
+            return err
+        except Exception as err:  # a bug: report it on this claim, keep serving the rest
+            log.exception("prepare failed unexpectedly", extra=kv(claim=str(claim)))
+            return ClaimError(claim, f"internal error in the driver: {err!r}")
+        log.info(
+            "claim prepared",
+            extra=kv(
+                claim=str(claim),
+                devices=[d.device for d in prepared.devices],
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            ),
+        )
+        return prepared
+
+    def _prepare(self, claim: ClaimRef) -> PreparedClaim:
+        _check_ref(claim)
+        with self._locks.hold(claim.uid):
+            done = self.checkpoint.get(claim.uid)
+            if done is not None:
+                self._restore_spec(done)
+                return done
+            allocation = parse_allocation(self.claims.read(claim), claim, self.driver_name)
+            prepared = self._build(claim, allocation)
+            self._commit(prepared)
+            return prepared
+
+    def _restore_spec(self, prepared: PreparedClaim) -> None:
+        """A prepared claim whose spec is gone (a cleaned CDI root) gets it back."""
+        uid = prepared.claim.uid
+        if prepared.cdi_spec is None or self.specs.exists(uid):
+            return
+        try:
+            self.specs.write(uid, prepared.cdi_spec)
+        except OSError as err:
+            raise ClaimError(prepared.claim, self._cdi_write_problem(uid, err)) from None
+        log.info("rewrote missing CDI spec", extra=kv(claim=str(prepared.claim)))
+
+    def _build(self, claim: ClaimRef, allocation: Allocation) -> PreparedClaim:
+        devices = {r.device: self._our_device(claim, r) for r in allocation.results}
+        try:
+            configs = resolve(allocation.config, [r.request for r in allocation.results])
+        except ConfigError as err:
+            raise ClaimError(claim, f"invalid opaque configuration: {err}") from None
+
+        source = self.inventory.source
+        cdi_names = {name: f"{name}-{claim.uid}" for name in devices}
+        spec: cdi.Spec | None = None
+        if devices:
+            spec = cdi.Spec(
+                kind=self.specs.kind,
+                devices=tuple(
+                    cdi.CdiDevice(
+                        name=cdi_names[r.device],
+                        edits=devices[r.device].edits
+                        + source.config_edits(devices[r.device], configs[r.request]),
+                    )
+                    for r in _first_result_per_device(allocation.results)
+                ),
+                edits=self._claim_edits(claim) + source.claim_edits(list(devices.values())),
+            )
+            try:
+                spec.validate()
+            except ValueError as err:
+                raise ClaimError(claim, f"cannot build a valid CDI spec: {err}") from None
+
+        prepared_devices: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+        for r in allocation.results:
+            request = r.request.split("/", 1)[0]  # the kubelet wants "req", not "req/subreq"
+            names = prepared_devices[(r.device, r.share_id)]
+            if request not in names:
+                names.append(request)
+        return PreparedClaim(
+            claim=claim,
+            devices=tuple(
+                PreparedDevice(
+                    request_names=tuple(requests),
+                    pool=self.node_name,
+                    device=device,
+                    cdi_device_ids=(f"{self.specs.kind}={cdi_names[device]}",),
+                    share_id=share_id,
+                )
+                for (device, share_id), requests in prepared_devices.items()
+            ),
+            cdi_spec=spec.to_json() if spec else None,
+        )
+
+    def _our_device(self, claim: ClaimRef, result: AllocationResult) -> Device:
+        if result.pool != self.node_name:
+            raise ClaimError(
+                claim,
+                f"device {result.device} (request {result.request}) was allocated from pool "
+                f"{result.pool}, but this is node {self.node_name}: the claim is allocated "
+                "for another node",
+            )
+        device = self.inventory.get(result.device)
+        if device is None:
+            known = ", ".join(sorted(d.name for d in self.inventory.devices())) or "none"
+            raise ClaimError(
+                claim,
+                f"device {result.device} (request {result.request}) does not exist on node "
+                f"{self.node_name} (its devices: {known})",
+            )
+        return device
+
+    def _claim_edits(self, claim: ClaimRef) -> cdi.ContainerEdits:
+        return cdi.ContainerEdits(
+            env=(
+                cdi.env("DRA_DRIVER_NAME", self.driver_name),
+                cdi.env("DRA_NODE_NAME", self.node_name),
+                cdi.env("DRA_CLAIM", f"{claim.namespace}/{claim.name}"),
+            )
+        )
+
+    def _commit(self, prepared: PreparedClaim) -> None:
+        if prepared.cdi_spec is None:
+            return  # nothing of ours in this claim: nothing to record or write
+        uid = prepared.claim.uid
+        try:
+            self.checkpoint.add(prepared)
+        except CheckpointError as err:
+            raise ClaimError(prepared.claim, str(err)) from None
+        try:
+            self.specs.write(uid, prepared.cdi_spec)
+        except OSError as err:
+            self.checkpoint.remove(uid)
+            raise ClaimError(prepared.claim, self._cdi_write_problem(uid, err)) from None
+
+    def _cdi_write_problem(self, uid: str, err: OSError) -> str:
+        return (
+            f"cannot write CDI spec {self.specs.path_for(uid)}: {err.strerror}; "
+            f"the driver needs write access to its CDI root {self.specs.root}"
+        )
+
+    # --- unprepare -----------------------------------------------------------------
+
+    def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, ClaimError | None]:
+        """Undo Prepare from local state alone; a claim never prepared is a success."""
+        if len(claims) == 1:
+            outcomes = [self._unprepare_safely(claims[0])]
+        else:
+            outcomes = list(self._executor.map(self._unprepare_safely, claims))
+        return {c.uid: o for c, o in zip(claims, outcomes, strict=True)}
+
+    def _unprepare_safely(self, claim: ClaimRef) -> ClaimError | None:
+        if not claim.uid:
+            return ClaimError(claim, "malformed request: the claim uid is empty")
+        try:
+            with self._locks.hold(claim.uid):
+                removed = self.specs.remove(claim.uid)
+                known = self.checkpoint.get(claim.uid) is not None
+                self.checkpoint.remove(claim.uid)
+        except (OSError, CheckpointError) as err:
+            log.warning("unprepare failed", extra=kv(claim=str(claim), error=str(err)))
+            return ClaimError(claim, f"unprepare failed: {err}")
+        if removed or known:
+            log.info("claim unprepared", extra=kv(claim=str(claim)))
+        return None
+
+
+def _check_ref(claim: ClaimRef) -> None:
+    missing = [f for f in ("namespace", "name", "uid") if not getattr(claim, f)]
+    if missing:
+        raise ClaimError(claim, f"malformed request: empty {', '.join(missing)}")
+
+
+def _first_result_per_device(results: Sequence[AllocationResult]) -> list[AllocationResult]:
+    seen: dict[str, AllocationResult] = {}
+    for r in results:
+        seen.setdefault(r.device, r)
+    return list(seen.values())

@@ -1,0 +1,84 @@
+"""The driver's own vocabulary, shared by the kubelet adapters, the core and the checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    """A ResourceClaim as the kubelet names it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name} (uid {self.uid})"
+
+
+class ClaimError(Exception):
+    """This claim cannot be (un)prepared. The message reaches the user through the kubelet,
+    so it names the claim, the device where there is one, and what to do."""
+
+    def __init__(self, claim: ClaimRef, problem: str) -> None:
+        super().__init__(f"claim {claim}: {problem}")
+        self.claim = claim
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class PreparedDevice:
+    """One allocated device of a prepared claim, as the kubelet wants it back."""
+
+    request_names: tuple[str, ...]
+    pool: str
+    device: str
+    cdi_device_ids: tuple[str, ...]
+    share_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requestNames": list(self.request_names),
+            "pool": self.pool,
+            "device": self.device,
+            "cdiDeviceIds": list(self.cdi_device_ids),
+            "shareId": self.share_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PreparedDevice:
+        return cls(
+            request_names=tuple(data["requestNames"]),
+            pool=data["pool"],
+            device=data["device"],
+            cdi_device_ids=tuple(data["cdiDeviceIds"]),
+            share_id=data.get("shareId"),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedClaim:
+    """What Prepare answered for a claim, and the CDI spec it wrote (kept to rewrite it)."""
+
+    claim: ClaimRef
+    devices: tuple[PreparedDevice, ...]
+    cdi_spec: dict[str, Any] | None  # None when no device of this claim is ours
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.claim.namespace,
+            "name": self.claim.name,
+            "uid": self.claim.uid,
+            "devices": [d.to_json() for d in self.devices],
+            "cdiSpec": self.cdi_spec,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PreparedClaim:
+        return cls(
+            claim=ClaimRef(namespace=data["namespace"], name=data["name"], uid=data["uid"]),
+            devices=tuple(PreparedDevice.from_json(d) for d in data["devices"]),
+            cdi_spec=data.get("cdiSpec"),
+        )

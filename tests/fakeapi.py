@@ -1,0 +1,155 @@
+"""A tiny HTTP server that answers the few API calls the driver makes for claims.
+
+It serves ResourceClaim JSON in the real resource.k8s.io shape, for fast tests.
+It is not a Kubernetes API server: the e2e suite runs the driver against a real one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_CLAIM_PATH = re.compile(
+    r"^/apis/resource\.k8s\.io/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/resourceclaims/(?P<name>[^/?]+)"
+)
+
+
+class FakeApi:
+    def __init__(self, versions: tuple[str, ...] = ("v1", "v1beta2", "v1beta1")) -> None:
+        self.versions = versions
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}
+        self.requests: list[str] = []
+        self.fail_with: int | None = None  # answer every claim GET with this status
+        self._lock = threading.Lock()
+
+    def add_claim(self, claim: dict[str, Any]) -> None:
+        meta = claim["metadata"]
+        with self._lock:
+            self.claims[(meta["namespace"], meta["name"])] = claim
+
+    def remove_claim(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self.claims.pop((namespace, name), None)
+
+    def handle(self, path: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests.append(path)
+        if path.split("?")[0].rstrip("/") == "/apis":
+            return 200, {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": "resource.k8s.io",
+                        "versions": [
+                            {"groupVersion": f"resource.k8s.io/{v}", "version": v}
+                            for v in self.versions
+                        ],
+                        "preferredVersion": {
+                            "groupVersion": f"resource.k8s.io/{self.versions[0]}",
+                            "version": self.versions[0],
+                        },
+                    }
+                ],
+            }
+        match = _CLAIM_PATH.match(path)
+        if match and match["version"] in self.versions:
+            if self.fail_with:
+                return self.fail_with, _status(self.fail_with, "injected failure")
+            with self._lock:
+                claim = self.claims.get((match["ns"], match["name"]))
+            if claim is None:
+                return 404, _status(404, f'resourceclaims "{match["name"]}" not found')
+            return 200, {**claim, "apiVersion": f"resource.k8s.io/{match['version']}"}
+        return 404, _status(404, "the server could not find the requested resource")
+
+
+def _status(code: int, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "code": code,
+    }
+
+
+@contextmanager
+def serve(api: FakeApi) -> Iterator[str]:
+    """Serve `api` on a loopback port; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            code, body = api.handle(self.path)
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                "users": [{"name": "fake", "user": {"token": "test-token"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
+def claim_object(
+    name: str,
+    uid: str,
+    results: list[dict[str, Any]] | None,
+    *,
+    namespace: str = "default",
+    config: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ResourceClaim in the resource.k8s.io/v1 shape; results=None means unallocated."""
+    claim: dict[str, Any] = {
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {"devices": {"requests": []}},
+        "status": {},
+    }
+    if results is not None:
+        claim["status"]["allocation"] = {
+            "devices": {"results": results, "config": config or []},
+            "nodeSelector": {},
+        }
+    return claim
+
+
+def result(
+    device: str, request: str = "gpu", *, pool: str = "node-1", driver: str = "gpu.cdi.example.com"
+) -> dict[str, Any]:
+    return {"request": request, "driver": driver, "pool": pool, "device": device}

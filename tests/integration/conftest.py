@@ -1,0 +1,188 @@
+"""Real driver processes on real unix sockets, driven by a gRPC client built from our protos."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from dra_cdi_driver.kubelet.pb import (
+    kubelet_dra_v1_pb2,
+    kubelet_dra_v1_pb2_grpc,
+    kubelet_dra_v1beta1_pb2,
+    kubelet_dra_v1beta1_pb2_grpc,
+    pluginregistration_v1_pb2,
+    pluginregistration_v1_pb2_grpc,
+)
+from tests.fakeapi import FakeApi, serve, write_kubeconfig
+
+DRIVER = "gpu.cdi.example.com"
+NODE = "node-1"
+PB = {"v1": kubelet_dra_v1_pb2, "v1beta1": kubelet_dra_v1beta1_pb2}
+STUBS = {"v1": kubelet_dra_v1_pb2_grpc, "v1beta1": kubelet_dra_v1beta1_pb2_grpc}
+
+
+@dataclass
+class DriverProcess:
+    """One `dra-cdi-driver` process with its own dirs, as a DaemonSet pod would run it."""
+
+    root: Path
+    kubeconfig: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def plugin_dir(self) -> Path:
+        return self.root / "plugins" / DRIVER
+
+    @property
+    def registrar_dir(self) -> Path:
+        return self.root / "plugins_registry"
+
+    @property
+    def cdi_root(self) -> Path:
+        return self.root / "cdi"
+
+    @property
+    def dra_socket(self) -> Path:
+        return self.plugin_dir / "dra.sock"
+
+    @property
+    def registration_socket(self) -> Path:
+        return self.registrar_dir / f"{DRIVER}-reg.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "driver.log"
+
+    def start(self) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "dra_cdi_driver",
+            "--driver-name",
+            DRIVER,
+            "--node-name",
+            NODE,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--kubelet-dir",
+            str(self.root),
+            "--cdi-root",
+            str(self.cdi_root),
+            "--log-level",
+            "debug",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Ready when the registration socket answers GetInfo."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"driver exited {self.proc.returncode}:\n{self.log()}")
+            if self.registration_socket.exists():
+                try:
+                    self.plugin_info()
+                    return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError(f"driver not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=20)
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def plugin_info(self) -> pluginregistration_v1_pb2.PluginInfo:
+        with grpc.insecure_channel(f"unix://{self.registration_socket}") as channel:
+            stub = pluginregistration_v1_pb2_grpc.RegistrationStub(channel)
+            info: pluginregistration_v1_pb2.PluginInfo = stub.GetInfo(
+                pluginregistration_v1_pb2.InfoRequest(), timeout=5
+            )
+            return info
+
+    def notify(self, registered: bool, error: str = "") -> None:
+        with grpc.insecure_channel(f"unix://{self.registration_socket}") as channel:
+            stub = pluginregistration_v1_pb2_grpc.RegistrationStub(channel)
+            stub.NotifyRegistrationStatus(
+                pluginregistration_v1_pb2.RegistrationStatus(
+                    plugin_registered=registered, error=error
+                ),
+                timeout=5,
+            )
+
+    def dra(self, version: str) -> DraClient:
+        return DraClient(self.dra_socket, version)
+
+    def spec_files(self) -> list[Path]:
+        return sorted(self.cdi_root.glob("*.json")) if self.cdi_root.exists() else []
+
+    def checkpoint_files(self) -> list[Path]:
+        directory = self.plugin_dir / "checkpoint"
+        return sorted(directory.glob("*.json")) if directory.exists() else []
+
+
+class DraClient:
+    """Plays the kubelet: calls NodePrepare/NodeUnprepareResources over the unix socket."""
+
+    def __init__(self, socket: Path, version: str) -> None:
+        self.pb = PB[version]
+        self._channel = grpc.insecure_channel(f"unix://{socket}")
+        self._stub = STUBS[version].DRAPluginStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _claims(self, claims: list[tuple[str, str, str]]) -> list[object]:
+        return [self.pb.Claim(namespace=ns, name=name, uid=uid) for ns, name, uid in claims]
+
+    def prepare(self, *claims: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+        request = self.pb.NodePrepareResourcesRequest(claims=self._claims(list(claims)))
+        return self._stub.NodePrepareResources(request, timeout=45)
+
+    def unprepare(self, *claims: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+        request = self.pb.NodeUnprepareResourcesRequest(claims=self._claims(list(claims)))
+        return self._stub.NodeUnprepareResources(request, timeout=45)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[FakeApi, str]]:
+    api = FakeApi()
+    with serve(api) as url:
+        yield api, url
+
+
+@pytest.fixture
+def driver_proc(tmp_path: Path, fake_api: tuple[FakeApi, str]) -> Iterator[DriverProcess]:
+    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be long.
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"dra-it-{os.getpid()}-{time.monotonic_ns()}"
+    root.mkdir(parents=True)
+    driver = DriverProcess(
+        root=root, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", fake_api[1])
+    )
+    driver.start()
+    try:
+        yield driver
+    finally:
+        if driver.proc is not None:
+            driver.stop(signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(root)], check=False)

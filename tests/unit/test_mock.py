@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dra_cdi_driver.devices.base import Version
+from dra_cdi_driver.devices.mock import MockSource
+
+
+def test_devices_are_named_and_stable_per_node(tmp_path: Path) -> None:
+    source = MockSource("node-a", 3, dev_dir=tmp_path / "dev", lib_dir=tmp_path / "lib")
+    devices = source.discover()
+    assert [d.name for d in devices] == ["gpu-0", "gpu-1", "gpu-2"]
+    assert devices[1].attributes["index"] == 1
+    assert devices[1].attributes["driverVersion"] == Version("1.0.0")
+    assert devices[1].capacity == {"memory": "80Gi"}
+    assert all(not d.problems() for d in devices)
+    again = MockSource("node-a", 3, dev_dir=tmp_path, lib_dir=tmp_path).discover()
+    other = MockSource("node-b", 3, dev_dir=tmp_path, lib_dir=tmp_path).discover()
+    assert [d.attributes["uuid"] for d in devices] == [d.attributes["uuid"] for d in again]
+    assert devices[0].attributes["uuid"] != other[0].attributes["uuid"]
+    assert "GPU_DEVICE_2=gpu-2" in devices[2].edits.env
+
+
+def test_missing_host_paths_are_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = MockSource("n", 2, dev_dir=tmp_path / "none", lib_dir=tmp_path / "none")
+    source.discover()
+    source.discover()
+    assert sum("not found on the host" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_host_device_nodes_and_libraries_are_handed_over(tmp_path: Path) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "lib").mkdir()
+    os.mknod(tmp_path / "dev" / "device_1", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (tmp_path / "lib" / "device_1.so").write_bytes(b"")
+    devices = MockSource("n", 2, dev_dir=tmp_path / "dev", lib_dir=tmp_path / "lib").discover()
+    assert devices[0].edits.device_nodes == ()
+    [node] = devices[1].edits.device_nodes
+    assert node.path == str(tmp_path / "dev" / "device_1")
+    [mount] = devices[1].edits.mounts
+    assert mount.container_path == str(tmp_path / "lib" / "device_1.so")
+    assert "ro" in mount.options
