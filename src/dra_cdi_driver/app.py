@@ -13,6 +13,7 @@ from dra_cdi_driver.checkpoint import Checkpoint, current_boot_id
 from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
 from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubelet.health import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.settings import Settings
@@ -63,10 +64,18 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         workers=settings.prepare_workers,
     )
     plugin.start()
+    health = None
+    if settings.healthz_port:
+        health = HealthServer(
+            settings.healthz_port, settings.dra_socket, settings.registration_socket
+        )
+        health.start()
     try:
         stop.wait()
     finally:
         log.info("shutting down")
+        if health is not None:
+            health.stop()
         plugin.stop()
         driver.close()
 

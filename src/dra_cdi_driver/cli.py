@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "--prepare-workers", "16", "claims prepared at once", type=int)
     _add(
         parser,
+        "--healthz-port",
+        "0",
+        "serve GET /healthz on this TCP port for a liveness probe (0: off)",
+        type=int,
+    )
+    _add(
+        parser,
         "--log-level",
         "info",
         "log level",
@@ -118,6 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         log_format=args.log_format,
         prepare_workers=args.prepare_workers,
+        healthz_port=args.healthz_port,
     )
 
 

@@ -33,6 +33,7 @@ class Settings:
     log_format: str
     prepare_workers: int = 16
     publish: bool = True  # keep ResourceSlices for this node published
+    healthz_port: int = 0  # 0: no /healthz endpoint
 
     @property
     def dra_socket(self) -> Path:
@@ -75,5 +76,7 @@ class Settings:
                 raise SettingsError(f"{flag}: socket path {sock} is longer than 107 bytes")
         if self.mock_devices < 0:
             raise SettingsError(f"--mock-devices {self.mock_devices}: must be >= 0")
+        if not 0 <= self.healthz_port <= 65535:
+            raise SettingsError(f"--healthz-port {self.healthz_port}: must be 0-65535")
         if self.prepare_workers < 1:
             raise SettingsError(f"--prepare-workers {self.prepare_workers}: must be >= 1")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,18 +172,30 @@ def fake_api() -> Iterator[tuple[FakeApi, str]]:
         yield api, url
 
 
+DriverFactory = Callable[..., DriverProcess]
+
+
 @pytest.fixture
-def driver_proc(tmp_path: Path, fake_api: tuple[FakeApi, str]) -> Iterator[DriverProcess]:
-    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be long.
-    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"dra-it-{os.getpid()}-{time.monotonic_ns()}"
-    root.mkdir(parents=True)
-    driver = DriverProcess(
-        root=root, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", fake_api[1])
-    )
-    driver.start()
-    try:
-        yield driver
-    finally:
+def make_driver(tmp_path: Path) -> Iterator[DriverFactory]:
+    """Start driver processes against an API URL; all are killed and cleaned up after."""
+    started: list[DriverProcess] = []
+
+    def make(api_url: str, extra_args: Sequence[str] = ()) -> DriverProcess:
+        # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be long.
+        root = Path(tempfile.mkdtemp(prefix="dra-it-", dir="/tmp"))
+        kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{len(started)}", api_url)
+        driver = DriverProcess(root=root, kubeconfig=kubeconfig, extra_args=list(extra_args))
+        started.append(driver)
+        driver.start()
+        return driver
+
+    yield make
+    for driver in started:
         if driver.proc is not None:
             driver.stop(signal.SIGKILL)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        shutil.rmtree(driver.root, ignore_errors=True)
+
+
+@pytest.fixture
+def driver_proc(make_driver: DriverFactory, fake_api: tuple[FakeApi, str]) -> DriverProcess:
+    return make_driver(fake_api[1])

@@ -6,6 +6,8 @@ import json
 import signal
 import socket
 import stat
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from dra_cdi_driver.checkpoint import _checksum
 from tests.fakeapi import FakeApi, claim_object, result
-from tests.integration.conftest import DRIVER, NODE, DriverProcess
+from tests.integration.conftest import DRIVER, NODE, DriverFactory, DriverProcess
 
 VERSIONS = ["v1", "v1beta1"]
 KIND = f"{DRIVER}/gpu"
@@ -359,24 +361,10 @@ def test_api_server_errors_are_per_claim_errors(
     assert "default/flaky" in error and "HTTP 500" in error
 
 
-def test_unreachable_api_server_is_a_per_claim_error(tmp_path: Path) -> None:
-    from tests.fakeapi import write_kubeconfig
-
-    root = Path("/tmp") / f"dra-it-down-{tmp_path.name}"
-    root.mkdir()
-    # Nothing listens on port 9 of loopback: connection refused.
-    driver = DriverProcess(
-        root=root, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")
-    )
-    driver.start()
-    try:
-        error = _prepare_error(driver, ("default", "any", _uid(409)))
-        assert "default/any" in error and "cannot reach the API server" in error
-    finally:
-        driver.stop(signal.SIGKILL)
-        import shutil
-
-        shutil.rmtree(root)
+def test_unreachable_api_server_is_a_per_claim_error(make_driver: DriverFactory) -> None:
+    driver = make_driver("http://127.0.0.1:9")  # nothing listens there: connection refused
+    error = _prepare_error(driver, ("default", "any", _uid(409)))
+    assert "default/any" in error and "cannot reach the API server" in error
 
 
 def test_unwritable_cdi_root_is_an_error_and_leaves_no_state(
@@ -458,3 +446,23 @@ def test_a_changed_boot_id_drops_the_checkpoint(
     assert "dropping checkpoint record from an earlier boot" in driver_proc.log()
     # The kubelet prepares again after a reboot: that reads the claim anew.
     assert driver_proc.dra("v1").prepare(claim).claims[_uid(502)].error == ""
+
+
+# --- liveness ------------------------------------------------------------------------------
+
+
+def test_healthz_fails_when_a_grpc_socket_stops_answering(
+    make_driver: DriverFactory, fake_api: tuple[FakeApi, str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    driver = make_driver(fake_api[1], ["--healthz-port", str(port)])
+    url = f"http://127.0.0.1:{port}/healthz"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert (response.status, response.read()) == (200, b"ok\n")
+    driver.dra_socket.unlink()  # the server runs on, but the kubelet can no longer dial it
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(url, timeout=10)
+    assert failed.value.code == 503
+    assert b"UNAVAILABLE" in failed.value.read()
