@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dra_cdi_driver.checkpoint import _checksum
-from tests.fakeapi import FakeApi, claim_object, result
+from tests.fakeapi import FakeApi, claim_object, result, serve
 from tests.integration.conftest import DRIVER, NODE, DriverFactory, DriverProcess
 
 VERSIONS = ["v1", "v1beta1"]
@@ -466,3 +466,16 @@ def test_healthz_fails_when_a_grpc_socket_stops_answering(
         urllib.request.urlopen(url, timeout=10)
     assert failed.value.code == 503
     assert b"UNAVAILABLE" in failed.value.read()
+
+
+@pytest.mark.parametrize("served", [("v1beta2", "v1beta1"), ("v1beta1",)])
+def test_claims_are_read_through_the_newest_version_the_server_serves(
+    served: tuple[str, ...], make_driver: DriverFactory
+) -> None:
+    api = FakeApi(versions=served)
+    with serve(api) as url:
+        driver = make_driver(url)
+        claim = _add(api, "older", _uid(600), ["gpu-0"])
+        assert driver.dra("v1beta1").prepare(claim).claims[_uid(600)].error == ""
+    [read] = [p for p in api.requests if "/resourceclaims/" in p]
+    assert read.startswith(f"/apis/resource.k8s.io/{served[0]}/namespaces/default/")
