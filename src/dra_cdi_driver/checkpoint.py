@@ -103,7 +103,7 @@ class Checkpoint:
         body = {"version": FORMAT_VERSION, "bootId": self.boot_id, "claim": claim.to_json()}
         data = json.dumps({**body, "checksum": _checksum(body)}, sort_keys=True).encode()
         try:
-            fsutil.atomic_write(self.path_for(claim.claim.uid), data, mode=0o600)
+            fsutil.atomic_write(self.path_for(claim.claim.uid), data, mode=0o600, fsync=True)
         except OSError as err:
             raise CheckpointError(
                 f"cannot record the claim in the checkpoint {self.directory}: {err.strerror}"

@@ -1,4 +1,13 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of one."""
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+How much to fsync follows from what a crash can lose. A crash of the driver
+process loses nothing the kernel already has: write + rename is enough. Only a
+kernel crash or power loss drops unsynced data, and that is a reboot, after
+which the checkpoint is discarded anyway (new boot id) and the CDI root, a
+tmpfs, is empty. So CDI specs are never fsynced (they can be rebuilt from the
+checkpoint), and a checkpoint record gets one fsync of its contents before the
+rename, so that no filesystem can ever show a renamed but empty record.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,8 @@ import secrets
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` through a temporary file, fsync and rename.
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, fsync: bool = False) -> None:
+    """Write `data` to `path` through a temporary file and a rename.
 
     The temporary name starts with a dot and does not end in `.json`, so a CDI
     runtime scanning the directory never picks up a half-written spec.
@@ -20,33 +29,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
 
 
 def remove(path: Path) -> bool:
-    """Remove `path` durably; returns False when it was not there."""
+    """Remove `path`; returns False when it was not there."""
     try:
         path.unlink()
     except FileNotFoundError:
         return False
-    fsync_dir(path.parent)
     return True
-
-
-def fsync_dir(directory: Path) -> None:
-    """Persist a rename or unlink in `directory` (a no-op cost on tmpfs)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def ensure_private_dir(path: Path, mode: int = 0o750) -> None:
