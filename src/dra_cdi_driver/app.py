@@ -16,6 +16,7 @@ from dra_cdi_driver.driver import Driver
 from dra_cdi_driver.kubelet.health import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
 from dra_cdi_driver.logs import kv
+from dra_cdi_driver.publisher import Publisher
 from dra_cdi_driver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         ),
     )
     inventory = build_inventory(settings)
-    api = kube.api_client(settings.kubeconfig, pool_size=settings.prepare_workers)
+    # One more connection than prepare workers: the ResourceSlice watch holds one.
+    api = kube.api_client(settings.kubeconfig, pool_size=settings.prepare_workers + 2)
     if api is None:
         log.warning(
             "no Kubernetes API configured (no --kubeconfig and not in a pod): claims cannot "
@@ -63,19 +65,26 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         driver=driver,
         workers=settings.prepare_workers,
     )
-    plugin.start()
+    # Listening before the sockets exist: the probe reports 503 until they answer.
     health = None
     if settings.healthz_port:
         health = HealthServer(
             settings.healthz_port, settings.dra_socket, settings.registration_socket
         )
         health.start()
+    plugin.start()
+    publisher = None
+    if api is not None and settings.publish:
+        publisher = Publisher.from_client(api, settings.driver_name, settings.node_name, inventory)
+        publisher.start()
     try:
         stop.wait()
     finally:
         log.info("shutting down")
         if health is not None:
             health.stop()
+        if publisher is not None:
+            publisher.stop()  # the slices stay: a restart must not make the scheduler forget us
         plugin.stop()
         driver.close()
 

@@ -25,11 +25,16 @@ from dra_cdi_driver.settings import (
     Settings,
     SettingsError,
 )
+from dra_cdi_driver.slice_api import SliceApiError
 
 log = logging.getLogger("dra_cdi_driver")
 
 COMMANDS = {
-    "run": "serve the kubelet: register, prepare and unprepare claims (the default)",
+    "run": "serve the kubelet: register, prepare and unprepare claims, publish ResourceSlices "
+    "(the default)",
+    "devices": "print this node's devices and the ResourceSlices that would be published, "
+    "as YAML, without touching the cluster",
+    "cleanup": "delete this node's ResourceSlices of this driver (for uninstall)",
 }
 
 
@@ -129,18 +134,49 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def _devices(settings: Settings) -> int:
+    from dra_cdi_driver.slices import render_devices_report
+
+    print(render_devices_report(settings), end="")
+    return 0
+
+
+def _cleanup(settings: Settings) -> int:
+    from dra_cdi_driver import kube
+    from dra_cdi_driver.publisher import delete_node_slices
+
+    api = kube.api_client(settings.kubeconfig)
+    if api is None:
+        raise SettingsError("cleanup needs the API: pass --kubeconfig (KUBECONFIG) or run in a pod")
+    deleted = delete_node_slices(api, settings.driver_name, settings.node_name)
+    print(f"deleted {deleted} ResourceSlice(s) of {settings.driver_name} on {settings.node_name}")
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from dra_cdi_driver import app
+
+    app.run(settings)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     logs.setup(settings.log_level, settings.log_format)
+    command = {"run": _run, "devices": _devices, "cleanup": _cleanup}[args.command]
     try:
         settings.validate()
-        from dra_cdi_driver import app
-
-        app.run(settings)
-    except (SettingsError, InventoryError, PluginStartError, OSError) as err:
-        # Expected start-up failures: one clear line, no traceback.
-        log.error("cannot start", extra=logs.kv(error=str(err)))
-        print(f"dra-cdi-driver: error: {err}", file=sys.stderr)
+        return command(settings)
+    except (
+        SettingsError,
+        InventoryError,
+        PluginStartError,
+        SliceApiError,
+        ValueError,
+        OSError,
+    ) as err:
+        # Expected failures: one clear line, no traceback.
+        log.error("cannot %s", args.command, extra=logs.kv(error=str(err)))
+        print(f"dra-cdi-driver {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,14 +52,19 @@ def test_bad_settings_name_the_flag(argv: list[str], message: str) -> None:
 
 
 def test_start_up_errors_are_one_line_without_traceback(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))  # short: socket paths must fit 107 bytes
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    code = main(
-        ["--node-name", "n", "--kubelet-dir", str(not_a_dir), "--cdi-root", str(tmp_path / "cdi")]
-    )
+    try:
+        code = main(
+            ["--node-name", "n", "--kubelet-dir", str(not_a_dir), "--cdi-root", str(tmp_path)]
+        )
+    finally:
+        shutil.rmtree(tmp_path)
     assert code == 1
     err = capsys.readouterr().err
-    assert "dra-cdi-driver: error:" in err
+    assert "dra-cdi-driver run: error:" in err
+    assert "File exists" in err or "Not a directory" in err
     assert "Traceback" not in err

@@ -47,3 +47,22 @@ def test_host_device_nodes_and_libraries_are_handed_over(tmp_path: Path) -> None
     [mount] = devices[1].edits.mounts
     assert mount.container_path == str(tmp_path / "lib" / "device_1.so")
     assert "ro" in mount.options
+
+
+def test_problems_name_what_the_api_server_would_reject() -> None:
+    from dra_cdi_driver.cdi import ContainerEdits
+    from dra_cdi_driver.devices.base import Device
+
+    device = Device(
+        name="GPU_0",
+        attributes={"bad-name": 1, "version": Version("1.0"), "long": "x" * 65},
+        capacity={"memory": "lots"},
+        edits=ContainerEdits(),
+    )
+    problems = "\n".join(device.problems())
+    assert "'GPU_0' is not a DNS label" in problems
+    assert "'bad-name' is not a C identifier" in problems
+    assert "version='1.0' is not a semantic version" in problems
+    assert "long is longer than 64" in problems
+    assert "memory='lots' is not a Kubernetes quantity" in problems
+    assert "no container edits" in problems

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from kubernetes.utils import parse_quantity
+
 from dra_cdi_driver.cdi import ContainerEdits, env
 from dra_cdi_driver.config import GpuConfig
 
@@ -68,6 +70,13 @@ class Device:
                 f"device {self.name}: more than {MAX_ATTRIBUTES_AND_CAPACITIES} "
                 "attributes and capacities"
             )
+        for key, quantity in self.capacity.items():
+            try:
+                parse_quantity(quantity)
+            except (ValueError, ArithmeticError):
+                found.append(
+                    f"device {self.name}: capacity {key}={quantity!r} is not a Kubernetes quantity"
+                )
         for key, value in self.attributes.items():
             if isinstance(value, str) and len(value) > MAX_STRING_VALUE:
                 found.append(
