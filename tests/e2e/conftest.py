@@ -1,0 +1,102 @@
+"""Fixtures of the end-to-end tests: one cluster per session, one namespace per test.
+
+The provider comes from E2E_PROVIDER (local | existing | kind; default local without a
+Docker engine). When a test fails, the tail of every component's log is attached to its
+report. See tests/e2e/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import kube, logs, providers
+from .harness.providers import E2ECluster
+
+_cluster: E2ECluster | None = None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[E2ECluster]:
+    global _cluster
+    name = providers.provider_name()
+    # SIGTERM (a CI timeout, `kill`) would end the session without tearing the cluster down;
+    # turn it into an interrupt so that the fixture finalizers still run.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    t0 = time.monotonic()
+    try:
+        with providers.provide(name) as c:
+            _cluster = c
+            print(
+                f"\n[e2e] provider={name} node={c.node_name} ready in {time.monotonic() - t0:.1f}s"
+            )
+            try:
+                yield c
+            finally:
+                _save_artifacts(c)
+                _cluster = None
+                signal.signal(signal.SIGTERM, previous)
+    except providers.ProviderUnavailable as e:
+        if os.environ.get("E2E_REQUIRE", "") not in ("", "0"):
+            pytest.fail(f"E2E_REQUIRE is set but {e}", pytrace=False)
+        pytest.skip(str(e))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _save_artifacts(c: E2ECluster) -> None:
+    """Copy the component logs to $E2E_ARTIFACTS (CI keeps them) before teardown."""
+    dest = os.environ.get("E2E_ARTIFACTS")
+    if not dest:
+        return
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
+    for name, path in c.log_files.items():
+        if path.exists():
+            shutil.copy(path, d / f"{name}.log")
+
+
+@pytest.fixture
+def k(cluster: E2ECluster) -> kube.Kube:
+    return cluster.kube
+
+
+@pytest.fixture
+def ns(cluster: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace; deleted (and waited for) after the test, so every claim of the
+    test is unprepared and deallocated before the next test starts."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    name = f"{base}-{uuid.uuid4().hex[:5]}".strip("-")
+    k = cluster.kube
+    k.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    k.wait(
+        f"service account default in {name}",
+        lambda: k.get_or_none("serviceaccount", "default", name),
+        60,
+    )
+    yield name
+    if os.environ.get("E2E_KEEP_NAMESPACES"):
+        return
+    k.run("delete", "pods", "--all", "-n", name, "--wait=true", "--timeout=120s", timeout=150)
+    k.delete("namespace", name, timeout=180)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
+    if rep.failed and rep.when in ("call", "setup") and _cluster is not None:
+        for title, text in logs.tails(_cluster.log_files):
+            rep.sections.append((title, text))
+    return rep
