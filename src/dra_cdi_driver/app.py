@@ -13,7 +13,7 @@ from dra_cdi_driver.checkpoint import Checkpoint, current_boot_id
 from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
 from dra_cdi_driver.driver import Driver
-from dra_cdi_driver.kubelet.health import HealthServer
+from dra_cdi_driver.kubelet.healthz import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.publisher import Publisher

@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 
 RESOURCE_GROUP = "resource.k8s.io"
@@ -18,15 +19,23 @@ class NoApiError(Exception):
     """No Kubernetes API is configured or reachable."""
 
 
+class KubeconfigError(ValueError):
+    """The kubeconfig or in-cluster config cannot be used; the message says which."""
+
+
 def api_client(kubeconfig: Path | None, pool_size: int = 16) -> client.ApiClient | None:
     """An API client from `kubeconfig`, else the in-cluster config, else None."""
     configuration = client.Configuration()
-    if kubeconfig is not None:
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        return None
+    try:
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            return None
+    except (config.ConfigException, yaml.YAMLError, OSError, ValueError, TypeError) as err:
+        source = f"--kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster config"
+        raise KubeconfigError(f"cannot use {source}: {err}") from None
     # One connection per concurrent prepare; fail fast instead of urllib3's retries:
     # the kubelet retries a failed claim by itself.
     configuration.connection_pool_maxsize = max(pool_size, 4)

@@ -479,3 +479,39 @@ def test_claims_are_read_through_the_newest_version_the_server_serves(
         assert driver.dra("v1beta1").prepare(claim).claims[_uid(600)].error == ""
     [read] = [p for p in api.requests if "/resourceclaims/" in p]
     assert read.startswith(f"/apis/resource.k8s.io/{served[0]}/namespaces/default/")
+
+
+def test_device_health_streams_every_device_as_healthy(driver_proc: DriverProcess) -> None:
+    import grpc
+
+    from dra_cdi_driver.kubelet.pb import dra_health_v1alpha1_pb2, dra_health_v1alpha1_pb2_grpc
+
+    with grpc.insecure_channel(f"unix://{driver_proc.dra_socket}") as channel:
+        stub = dra_health_v1alpha1_pb2_grpc.DRAResourceHealthStub(channel)
+        stream = stub.NodeWatchResources(
+            dra_health_v1alpha1_pb2.NodeWatchResourcesRequest(), timeout=10
+        )
+        first = next(stream)
+        stream.cancel()
+    assert sorted(d.device.device_name for d in first.devices) == [f"gpu-{i}" for i in range(8)]
+    assert {d.device.pool_name for d in first.devices} == {NODE}
+    assert {d.health for d in first.devices} == {dra_health_v1alpha1_pb2.HEALTHY}
+    assert all(d.health_check_timeout_seconds > 0 for d in first.devices)
+
+
+def test_sigterm_is_prompt_while_the_kubelet_watches_health(driver_proc: DriverProcess) -> None:
+    import time
+
+    import grpc
+
+    from dra_cdi_driver.kubelet.pb import dra_health_v1alpha1_pb2, dra_health_v1alpha1_pb2_grpc
+
+    channel = grpc.insecure_channel(f"unix://{driver_proc.dra_socket}")
+    stream = dra_health_v1alpha1_pb2_grpc.DRAResourceHealthStub(channel).NodeWatchResources(
+        dra_health_v1alpha1_pb2.NodeWatchResourcesRequest()
+    )
+    next(stream)
+    started = time.monotonic()
+    assert driver_proc.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 4.0
+    channel.close()

@@ -68,3 +68,14 @@ def test_start_up_errors_are_one_line_without_traceback(
     assert "dra-cdi-driver run: error:" in err
     assert "File exists" in err or "Not a directory" in err
     assert "Traceback" not in err
+
+
+def test_a_broken_kubeconfig_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("clusters: [")
+    assert main(["--node-name", "n", "--kubeconfig", str(kubeconfig), "cleanup"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot use --kubeconfig {kubeconfig}" in err
+    assert "Traceback" not in err

@@ -111,3 +111,22 @@ def test_generated_stubs_are_fresh() -> None:
         text=True,
     )
     assert check.returncode == 0, f"stale stubs; run `make protos`:\n{check.stderr}"
+
+
+def test_resource_health_matches_the_kubelet() -> None:
+    from dra_cdi_driver.kubelet.pb import dra_health_v1alpha1_pb2 as pb
+
+    assert pb.DESCRIPTOR.package == "v1alpha1"
+    [method] = pb.DESCRIPTOR.services_by_name["DRAResourceHealth"].methods
+    assert (method.name, method.server_streaming) == ("NodeWatchResources", True)
+    assert _fields(pb.DeviceIdentifier) == {
+        "pool_name": (1, STRING, False),
+        "device_name": (2, STRING, False),
+    }
+    health = _fields(pb.DeviceHealth)
+    assert health["device"] == (1, MESSAGE, False)
+    assert health["last_updated_time"][0] == 3
+    assert health["health_check_timeout_seconds"][0] == 4
+    assert health["message"] == (5, STRING, False)
+    assert dict(pb.HealthStatus.items()) == {"UNKNOWN": 0, "HEALTHY": 1, "UNHEALTHY": 2}
+    assert _fields(pb.NodeWatchResourcesResponse) == {"devices": (1, MESSAGE, True)}

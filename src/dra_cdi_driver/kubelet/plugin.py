@@ -16,8 +16,10 @@ import grpc
 
 from dra_cdi_driver import fsutil
 from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubelet.device_health import DeviceHealthService
 from dra_cdi_driver.kubelet.dra_service import VERSIONS, DraService
 from dra_cdi_driver.kubelet.pb import (
+    dra_health_v1alpha1_pb2_grpc,
     kubelet_dra_v1_pb2_grpc,
     kubelet_dra_v1beta1_pb2_grpc,
     pluginregistration_v1_pb2_grpc,
@@ -51,20 +53,25 @@ class KubeletPlugin:
         self._workers = workers
         self._dra_server: grpc.Server | None = None
         self._registration_server: grpc.Server | None = None
+        self._device_health = DeviceHealthService(driver.inventory, driver.node_name)
 
     def start(self) -> None:
         fsutil.ensure_private_dir(self.dra_socket.parent)
         # The registrar dir belongs to the kubelet: create it if missing, never chmod it.
         self.registration_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
 
+        # Two more threads than prepare workers: the kubelet's health stream holds one.
         self._dra_server = grpc.server(
-            ThreadPoolExecutor(self._workers, thread_name_prefix="dra-grpc")
+            ThreadPoolExecutor(self._workers + 2, thread_name_prefix="dra-grpc")
         )
         kubelet_dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(
             DraService(VERSIONS["v1"], self._driver), self._dra_server
         )
         kubelet_dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
             DraService(VERSIONS["v1beta1"], self._driver), self._dra_server
+        )
+        dra_health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
+            self._device_health, self._dra_server
         )
         _serve(self._dra_server, self.dra_socket)
 
@@ -85,6 +92,7 @@ class KubeletPlugin:
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving and remove both sockets (registration first: the kubelet then
         unregisters the plugin instead of dialing a dead socket)."""
+        self._device_health.close()
         for server, path in (
             (self._registration_server, self.registration_socket),
             (self._dra_server, self.dra_socket),
