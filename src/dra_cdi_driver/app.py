@@ -12,6 +12,7 @@ from dra_cdi_driver.cdi import SpecStore
 from dra_cdi_driver.checkpoint import Checkpoint, current_boot_id
 from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
+from dra_cdi_driver.devices.inventory import refresh_loop
 from dra_cdi_driver.driver import Driver
 from dra_cdi_driver.kubelet.healthz import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
@@ -41,6 +42,13 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         ),
     )
     inventory = build_inventory(settings)
+    if settings.rediscover_interval > 0:
+        threading.Thread(
+            target=refresh_loop,
+            args=(inventory, settings.rediscover_interval, stop),
+            name="rediscover",
+            daemon=True,
+        ).start()
     # One more connection than prepare workers: the ResourceSlice watch holds one.
     api = kube.api_client(settings.kubeconfig, pool_size=settings.prepare_workers + 2)
     if api is None:

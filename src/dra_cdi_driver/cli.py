@@ -94,6 +94,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "--mock-devices", "8", "number of mock GPUs", type=int)
     _add(parser, "--mock-dev-dir", "/dev/mock", "host dir of mock device nodes device_<i>")
     _add(parser, "--mock-lib-dir", "/mock/lib", "host dir of mock libraries device_<i>.so")
+    _add(
+        parser,
+        "--nvidia-driver-root",
+        "/",
+        "host dir the NVIDIA driver is installed under (/run/nvidia/driver with the GPU "
+        "operator); CDI host paths start here",
+    )
+    _add(
+        parser,
+        "--nvidia-driver-root-mount",
+        None,
+        "where this process sees --nvidia-driver-root (its hostPath mount in the pod) "
+        "[default: the same path]",
+    )
+    _add(
+        parser,
+        "--nvidia-cdi-mode",
+        "driver",
+        "driver: hand containers the driver's libraries ourselves; toolkit: add the ids of "
+        "the NVIDIA Container Toolkit's CDI spec (nvidia-ctk cdi generate) instead",
+        choices=["driver", "toolkit"],
+    )
+    _add(
+        parser,
+        "--nvidia-allow-no-gpus",
+        "false",
+        "start (and publish an empty pool) when NVML finds no GPU, instead of failing",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    _add(
+        parser,
+        "--rediscover-interval",
+        None,
+        "seconds between device rediscoveries, 0: off "
+        "[default: 60 with --device-source nvidia, else 0]",
+        type=float,
+    )
     _add(parser, "--prepare-workers", "16", "claims prepared at once", type=int)
     _add(
         parser,
@@ -114,8 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     kubelet_dir = Path(args.kubelet_dir)
+    rediscover = args.rediscover_interval
+    if rediscover is None:  # GPUs can fall off the bus; mock devices never change
+        rediscover = 60.0 if args.device_source == "nvidia" else 0.0
     return Settings(
         driver_name=args.driver_name,
         node_name=args.node_name or socket.gethostname().lower(),
@@ -131,6 +182,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         prepare_workers=args.prepare_workers,
         healthz_port=args.healthz_port,
+        rediscover_interval=rediscover,
+        nvidia_driver_root=Path(args.nvidia_driver_root),
+        nvidia_driver_root_mount=(
+            Path(args.nvidia_driver_root_mount) if args.nvidia_driver_root_mount else None
+        ),
+        nvidia_cdi_mode=args.nvidia_cdi_mode,
+        nvidia_allow_no_gpus=args.nvidia_allow_no_gpus,
     )
 
 

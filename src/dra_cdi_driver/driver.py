@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dra_cdi_driver import cdi
 from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError
 from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, parse_allocation
-from dra_cdi_driver.config import ConfigError, resolve
+from dra_cdi_driver.config import ConfigError, GpuConfig, resolve
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim, PreparedDevice
@@ -156,20 +156,11 @@ class Driver:
         cdi_names = {name: f"{name}-{claim.uid}" for name in devices}
         spec: cdi.Spec | None = None
         if devices:
-            spec = cdi.Spec(
-                kind=self.specs.kind,
-                devices=tuple(
-                    cdi.CdiDevice(
-                        name=cdi_names[r.device],
-                        edits=devices[r.device].edits
-                        + source.config_edits(devices[r.device], configs[r.request]),
-                    )
-                    for r in _first_result_per_device(allocation.results)
-                ),
-                edits=self._claim_edits(claim) + source.claim_edits(list(devices.values())),
-            )
             try:
+                spec = self._spec(claim, allocation, devices, configs, cdi_names)
                 spec.validate()
+            except ConfigError as err:
+                raise ClaimError(claim, f"invalid opaque configuration: {err}") from None
             except ValueError as err:
                 raise ClaimError(claim, f"cannot build a valid CDI spec: {err}") from None
 
@@ -186,12 +177,37 @@ class Driver:
                     request_names=tuple(requests),
                     pool=self.node_name,
                     device=device,
-                    cdi_device_ids=(f"{self.specs.kind}={cdi_names[device]}",),
+                    cdi_device_ids=(
+                        f"{self.specs.kind}={cdi_names[device]}",
+                        *source.extra_cdi_ids(devices[device]),
+                    ),
                     share_id=share_id,
                 )
                 for (device, share_id), requests in prepared_devices.items()
             ),
             cdi_spec=spec.to_json() if spec else None,
+        )
+
+    def _spec(
+        self,
+        claim: ClaimRef,
+        allocation: Allocation,
+        devices: dict[str, Device],
+        configs: dict[str, GpuConfig],
+        cdi_names: dict[str, str],
+    ) -> cdi.Spec:
+        source = self.inventory.source
+        return cdi.Spec(
+            kind=self.specs.kind,
+            devices=tuple(
+                cdi.CdiDevice(
+                    name=cdi_names[r.device],
+                    edits=devices[r.device].edits
+                    + source.config_edits(devices[r.device], configs[r.request]),
+                )
+                for r in _first_result_per_device(allocation.results)
+            ),
+            edits=self._claim_edits(claim) + source.claim_edits(list(devices.values())),
         )
 
     def _our_device(self, claim: ClaimRef, result: AllocationResult) -> Device:

@@ -34,6 +34,11 @@ class Settings:
     prepare_workers: int = 16
     publish: bool = True  # keep ResourceSlices for this node published
     healthz_port: int = 0  # 0: no /healthz endpoint
+    rediscover_interval: float = 0.0  # seconds between device rediscoveries; 0: never
+    nvidia_driver_root: Path = Path("/")  # on the host: CDI host paths start here
+    nvidia_driver_root_mount: Path | None = None  # where this process sees it; None: same
+    nvidia_cdi_mode: str = "driver"  # "driver": mount the libraries; "toolkit": nvidia-ctk's
+    nvidia_allow_no_gpus: bool = False
 
     @property
     def dra_socket(self) -> Path:
@@ -80,3 +85,17 @@ class Settings:
             raise SettingsError(f"--healthz-port {self.healthz_port}: must be 0-65535")
         if self.prepare_workers < 1:
             raise SettingsError(f"--prepare-workers {self.prepare_workers}: must be >= 1")
+        if self.rediscover_interval < 0:
+            raise SettingsError(
+                f"--rediscover-interval {self.rediscover_interval}: must be >= 0 (0: off)"
+            )
+        for flag, root in (
+            ("--nvidia-driver-root", self.nvidia_driver_root),
+            ("--nvidia-driver-root-mount", self.nvidia_driver_root_mount),
+        ):
+            if root is not None and not root.is_absolute():
+                raise SettingsError(f"{flag} {root}: must be an absolute path")
+        if self.nvidia_cdi_mode not in ("driver", "toolkit"):
+            raise SettingsError(
+                f"--nvidia-cdi-mode {self.nvidia_cdi_mode!r}: must be driver or toolkit"
+            )

@@ -10,7 +10,7 @@ from dra_cdi_driver.devices.base import Device, DeviceSource, Version
 from dra_cdi_driver.devices.inventory import Inventory, InventoryError
 from dra_cdi_driver.settings import Settings
 
-SOURCES = ("mock",)
+SOURCES = ("mock", "nvidia")
 
 
 def create_source(settings: Settings) -> DeviceSource:
@@ -22,6 +22,19 @@ def create_source(settings: Settings) -> DeviceSource:
             settings.mock_devices,
             dev_dir=settings.mock_dev_dir,
             lib_dir=settings.mock_lib_dir,
+        )
+    if settings.device_source == "nvidia":
+        from dra_cdi_driver.devices.nvidia import NvidiaSource
+        from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS
+
+        return NvidiaSource(
+            driver_root=settings.nvidia_driver_root,
+            driver_root_mount=settings.nvidia_driver_root_mount,
+            cdi_mode=settings.nvidia_cdi_mode,
+            allow_no_gpus=settings.nvidia_allow_no_gpus,
+            # nvidia-ctk writes to /etc/cdi or /var/run/cdi; in a pod, our CDI root is the
+            # host's /var/run/cdi.
+            toolkit_spec_dirs=(settings.cdi_root, *DEFAULT_DIRS),
         )
     raise ValueError(f"unknown device source {settings.device_source!r} (known: {SOURCES})")
 

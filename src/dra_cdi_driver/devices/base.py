@@ -124,3 +124,8 @@ class DeviceSource(ABC):
     def config_edits(self, device: Device, config: GpuConfig) -> ContainerEdits:
         """Edits that the claim's opaque configuration adds for one device."""
         return ContainerEdits(env=tuple(env(k, v) for k, v in sorted(config.env.items())))
+
+    def extra_cdi_ids(self, device: Device) -> tuple[str, ...]:
+        """Fully qualified CDI ids of other specs (e.g. a vendor's own) that a container given
+        `device` needs besides this driver's per-claim id; returned after it."""
+        return ()

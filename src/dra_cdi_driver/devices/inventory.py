@@ -61,3 +61,29 @@ class Inventory:
     def subscribe(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+
+def refresh_loop(inventory: Inventory, interval_s: float, stop: threading.Event) -> None:
+    """Rediscover every `interval_s` seconds until `stop` is set (run it in a thread).
+
+    A failed rediscovery keeps the last known devices published: it is logged (once per
+    distinct error, and again when it clears), never raised, so a flaky NVML call cannot
+    stop the driver or empty the pool.
+    """
+    if interval_s <= 0:
+        return
+    last_error: str | None = None
+    while not stop.wait(interval_s):
+        try:
+            inventory.refresh()
+        except Exception as err:
+            if str(err) != last_error:
+                log.warning(
+                    "device rediscovery failed; keeping the last known devices",
+                    extra=kv(source=inventory.source.name, error=str(err)),
+                )
+            last_error = str(err)
+            continue
+        if last_error is not None:
+            log.info("device rediscovery works again", extra=kv(source=inventory.source.name))
+            last_error = None
