@@ -515,3 +515,17 @@ def test_sigterm_is_prompt_while_the_kubelet_watches_health(driver_proc: DriverP
     assert driver_proc.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 4.0
     channel.close()
+
+
+def test_unusable_checkpoint_dir_is_an_error_and_leaves_no_spec(
+    driver_proc: DriverProcess, fake_api: tuple[FakeApi, str]
+) -> None:
+    api, _ = fake_api
+    _add(api, "nocheckpoint", _uid(411), ["gpu-0"])
+    checkpoint_dir = driver_proc.plugin_dir / "checkpoint"
+    checkpoint_dir.rmdir()
+    checkpoint_dir.write_text("not a directory")
+    answer = driver_proc.dra("v1").prepare(("default", "nocheckpoint", _uid(411))).claims[_uid(411)]
+    assert "default/nocheckpoint" in answer.error
+    assert "cannot record the claim in the checkpoint" in answer.error
+    assert driver_proc.spec_files() == []
