@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,7 @@ from pathlib import Path
 
 from . import config, kube, logs, procs
 
-# TODO(deploy): set when _kind() below works; until then the default is always local.
-KIND_WIRED = False
+REPO = Path(__file__).resolve().parents[3]
 
 
 class ProviderUnavailable(Exception):
@@ -102,7 +102,7 @@ def provider_name() -> str:
         if name not in ("local", "existing", "kind"):
             raise ValueError(f"E2E_PROVIDER={name!r}: use local, existing or kind")
         return name
-    if KIND_WIRED and docker_engine_available() and shutil.which("kind"):
+    if shutil.which("kind") and docker_engine_available():
         return "kind"
     return "local"
 
@@ -123,9 +123,10 @@ def provide(name: str | None = None) -> Iterator[E2ECluster]:
         with _local() as c:
             yield c
     elif name == "existing":
-        yield _existing()
+        yield _existing(os.environ.get("KUBECONFIG"))
     else:
-        yield _kind()
+        with _kind() as c:
+            yield c
 
 
 @contextmanager
@@ -202,8 +203,7 @@ def _make_mock_host_files(root: Path, count: int) -> None:
         (root / "lib" / f"device_{i}.so").write_text(f"mock library of gpu-{i}\n")
 
 
-def _existing() -> E2ECluster:
-    kubeconfig = os.environ.get("KUBECONFIG")
+def _existing(kubeconfig: str | None, provider: str = "existing") -> E2ECluster:
     if not kubeconfig:
         raise ProviderUnavailable("existing provider: set KUBECONFIG")
     k = kube.Kube(kubeconfig, kubectl=config.kubectl_path())
@@ -217,7 +217,7 @@ def _existing() -> E2ECluster:
         k.apply(kube.device_class())
     host = os.environ.get("E2E_HOST_CDI_ROOT")
     return E2ECluster(
-        provider="existing",
+        provider=provider,
         kube=k,
         node_name=node,
         # Only when the tests run on that node and say where the driver keeps its files.
@@ -235,11 +235,37 @@ def _node_with_slices(k: kube.Kube) -> str | None:
     return None
 
 
-def _kind() -> E2ECluster:
-    # TODO(deploy): create the kind cluster from kind-config.yaml at the repo root, build the
-    # driver image, `kind load` it and `helm install` deploy/ (the deploy issue); then
-    # return _existing() against the kind kubeconfig. Until then this provider skips.
-    raise ProviderUnavailable(
-        "kind provider: not wired yet (needs deploy/: image + Helm "
-        "chart); use E2E_PROVIDER=local or existing"
+@contextmanager
+def _kind() -> Iterator[E2ECluster]:
+    """A kind cluster from kind-config.yaml with the image loaded and the chart installed,
+    through the same hack/ scripts a user runs (deploy/README.md); deleted afterwards unless
+    E2E_KEEP_CLUSTER is set. Then the tests see it as an `existing` cluster."""
+    if not (shutil.which("kind") and docker_engine_available()):
+        raise ProviderUnavailable("kind provider: needs kind and a running Docker engine")
+    for script in ("kind-up.sh", "kind-load.sh", "kind-install.sh"):
+        subprocess.run([str(REPO / "hack" / script)], check=True, cwd=REPO)
+    name = os.environ.get("KIND_CLUSTER_NAME", "dra-cdi-driver")
+    kubeconfig = Path(tempfile.mkdtemp(prefix="dra-e2e-kind-")) / "kubeconfig"
+    kubeconfig.write_text(
+        subprocess.run(
+            ["kind", "get", "kubeconfig", "--name", name],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the driver publishes its slices moments after its pod is ready
+            try:
+                cluster = _existing(str(kubeconfig), provider="kind")
+                break
+            except ProviderUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        yield cluster
+    finally:
+        if not os.environ.get("E2E_KEEP_CLUSTER"):
+            subprocess.run([str(REPO / "hack" / "kind-down.sh")], check=False, cwd=REPO)
+        shutil.rmtree(kubeconfig.parent, ignore_errors=True)
