@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # Where `make run` keeps its sockets, checkpoint and CDI specs (no root needed).
 RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: run test unit e2e e2e-setup tools lint manifests protos clean
+.PHONY: run test unit e2e e2e-setup tools lint manifests protos bench clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## bench: ours vs the reference Go driver (prepare/unprepare, start-up, ResourceSlices); ~5 min,
+##        bench/results/latest.{json,png}; needs the e2e cache and Go (for the reference driver)
+bench: $(STAMP) e2e-setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run_all $(ARGS)
 
 ## manifests: re-render deploy/manifests from the Helm chart (a test fails when stale)
 manifests:

@@ -1,6 +1,7 @@
-"""ResourceSlice publisher: time to publish 1,024 devices, and API writes in steady state.
+"""ResourceSlice publisher: time to publish 8, 128 and 1,024 devices, and API writes (and
+reads) in steady state, in-process with every call counted.
 
-    .venv/bin/python -m bench.bench_publisher [--devices 1024] [--steady-s 60]
+    .venv/bin/python -m bench.bench_publisher [--devices 8,128,1024] [--steady-s 60]
 
 Runs against a real kube-apiserver + etcd from the e2e cache (tests/e2e/local/setup.sh)
 when the binaries are there, else against the in-memory fake of the unit tests (and says
@@ -13,6 +14,9 @@ Figures:
   stays open; our own writes' events must not cause more writes);
 * repair: from a kubelet-style wipe (DeleteCollection of the node's slices) until the pool
   is complete again.
+
+bench/publisher_scale.py measures the same from outside a real driver process (process start
+included), for ours and the reference driver; bench/run_all.py runs it.
 
 Prints figures; asserts nothing.
 """
@@ -31,7 +35,7 @@ from kubernetes import client
 
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.publisher import Publisher
+from dra_cdi_driver.publisher import Publisher, delete_node_slices
 from dra_cdi_driver.slice_api import KubeSliceApi, SliceApi, WatchEvent
 from dra_cdi_driver.slices import MAX_DEVICES_PER_SLICE, Slice
 from tests.integration.test_publisher_apiserver import (
@@ -154,7 +158,7 @@ def run(
         publisher.stop()
 
 
-def bench_real(devices: int, steady_s: float) -> None:
+def bench_real(device_counts: list[int], steady_s: float) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="dra-bench-publisher-") as tmp,
         local_apiserver(Path(tmp)) as server,
@@ -163,9 +167,12 @@ def bench_real(devices: int, steady_s: float) -> None:
         version = client.VersionApi(admin).get_code()
         print(f"kube-apiserver {version.git_version} + etcd, loopback, TLS")
         client.CoreV1Api(admin).create_node(client.V1Node(metadata=client.V1ObjectMeta(name=NODE)))
-        api = Counting(KubeSliceApi(admin, DRIVER, NODE))
-        observer = KubeSliceApi(admin, DRIVER, NODE)  # uncounted: the bench's own reads
-        run(api, observer.list_slices, lambda: wipe_real(server), devices, steady_s)
+        for devices in device_counts:
+            print(f"--- {devices} devices")
+            api = Counting(KubeSliceApi(admin, DRIVER, NODE))
+            observer = KubeSliceApi(admin, DRIVER, NODE)  # uncounted: the bench's own reads
+            run(api, observer.list_slices, lambda: wipe_real(server), devices, steady_s)
+            delete_node_slices(admin, DRIVER, NODE)  # the next count starts from nothing
 
 
 def wipe_real(server: ApiServer) -> None:
@@ -174,29 +181,35 @@ def wipe_real(server: ApiServer) -> None:
     )
 
 
-def bench_fake(devices: int, steady_s: float) -> None:
+def bench_fake(device_counts: list[int], steady_s: float) -> None:
     missing = missing_binaries()
     print("in-memory fake API" + (f" (not cached: {', '.join(missing)})" if missing else ""))
-    fake = FakeSliceApi()
+    for devices in device_counts:
+        print(f"--- {devices} devices")
+        fake = FakeSliceApi()
 
-    def wipe() -> None:
-        for name in list(fake.ours()):
-            fake.remove(name)
+        def observe(fake: FakeSliceApi = fake) -> list[Slice]:
+            return list(fake.ours().values())
 
-    run(Counting(fake), lambda: list(fake.ours().values()), wipe, devices, steady_s)
+        def wipe(fake: FakeSliceApi = fake) -> None:
+            for name in list(fake.ours()):
+                fake.remove(name)
+
+        run(Counting(fake), observe, wipe, devices, steady_s)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--devices", type=int, default=1024)
+    parser.add_argument("--devices", default="8,128,1024", help="device counts, comma-separated")
     parser.add_argument("--steady-s", type=float, default=60.0)
     parser.add_argument("--fake", action="store_true", help="use the in-memory fake API")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    counts = [int(n) for n in args.devices.split(",")]
     if args.fake or missing_binaries():
-        bench_fake(args.devices, args.steady_s)
+        bench_fake(counts, args.steady_s)
     else:
-        bench_real(args.devices, args.steady_s)
+        bench_real(counts, args.steady_s)
 
 
 if __name__ == "__main__":
