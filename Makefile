@@ -41,7 +41,7 @@ e2e-setup:
 
 ## e2e: the end-to-end suites (E2E_PROVIDER=local|existing|kind; local needs e2e-setup, root)
 e2e: $(STAMP)
-	E2E_REQUIRE=$${E2E_REQUIRE:-1} $(BIN)/pytest tests/e2e tests/deploy -m e2e
+	E2E_REQUIRE=$${E2E_REQUIRE:-1} $(BIN)/pytest tests/e2e tests/deploy -m e2e || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
