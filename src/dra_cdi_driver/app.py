@@ -82,7 +82,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         health.start()
     plugin.start()
     publisher = None
-    if api is not None and settings.publish:
+    if api is not None:
         publisher = Publisher.from_client(api, settings.driver_name, settings.node_name, inventory)
         publisher.start()
     try:

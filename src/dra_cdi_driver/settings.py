@@ -32,7 +32,6 @@ class Settings:
     log_level: str
     log_format: str
     prepare_workers: int = 16
-    publish: bool = True  # keep ResourceSlices for this node published
     healthz_port: int = 0  # 0: no /healthz endpoint
     rediscover_interval: float = 0.0  # seconds between device rediscoveries; 0: never
     nvidia_driver_root: Path = Path("/")  # on the host: CDI host paths start here
