@@ -42,6 +42,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         ),
     )
     inventory = build_inventory(settings)
+    inventory.source.install_host_files()
     if settings.rediscover_interval > 0:
         threading.Thread(
             target=refresh_loop,

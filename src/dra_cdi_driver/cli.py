@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         parser,
+        "--nvidia-ldcache-hook",
+        "true",
+        "with --nvidia-cdi-mode driver: add the driver's libraries to each container's "
+        "/etc/ld.so.cache (a createContainer hook running the host's ldconfig), so that "
+        "images not built on nvidia/cuda find libcuda.so.1",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    _add(
+        parser,
         "--rediscover-interval",
         None,
         "seconds between device rediscoveries, 0: off "
@@ -189,6 +200,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ),
         nvidia_cdi_mode=args.nvidia_cdi_mode,
         nvidia_allow_no_gpus=args.nvidia_allow_no_gpus,
+        nvidia_ldcache_hook=args.nvidia_ldcache_hook,
     )
 
 

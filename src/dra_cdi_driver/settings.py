@@ -38,6 +38,7 @@ class Settings:
     nvidia_driver_root_mount: Path | None = None  # where this process sees it; None: same
     nvidia_cdi_mode: str = "driver"  # "driver": mount the libraries; "toolkit": nvidia-ctk's
     nvidia_allow_no_gpus: bool = False
+    nvidia_ldcache_hook: bool = True  # add the libraries to each container's ld.so.cache
 
     @property
     def dra_socket(self) -> Path:

@@ -346,8 +346,14 @@ def test_nvidia_source_runs_privileged_with_the_driver_root_read_only(helm: str)
     assert env["NVIDIA_DRIVER_ROOT_MOUNT"] == "/driver-root"
     assert env["NVIDIA_CDI_MODE"] == "driver"
     assert env["NVIDIA_ALLOW_NO_GPUS"] == "false"
+    assert env["NVIDIA_LDCACHE_HOOK"] == "true"
     assert "MOCK_DEVICES" not in env
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    # The ldcache hook is written into the plugin dir and run by the node's runc from there:
+    # the pod must see that dir at its host path, writable.
+    plugin_dir = "/var/lib/kubelet/plugins/gpu.cdi.example.com"
+    assert host_mounts(objs)[plugin_dir][0] == plugin_dir
+    assert not mounts[plugin_dir].get("readOnly", False)
     root = mounts["/driver-root"]
     assert root["readOnly"] is True and root["mountPropagation"] == "HostToContainer"
     assert host_mounts(objs)["/driver-root"] == ("/run/nvidia/driver", "Directory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from .conftest import HACK, REPO_ROOT, skip_or_fail
 
@@ -26,6 +27,20 @@ def test_shell_scripts_pass_shellcheck() -> None:
         capture_output=True,
         text=True,
         timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_ldcache_hook_script_passes_shellcheck_as_posix_sh(tmp_path: Path) -> None:
+    from dra_cdi_driver.devices.nvidia_ldcache import HOOK_SCRIPT
+
+    shellcheck = os.environ.get("SHELLCHECK") or shutil.which("shellcheck")
+    if not shellcheck:
+        skip_or_fail("shellcheck is not installed (apt-get install shellcheck)")
+    script = tmp_path / "update-ldcache.sh"
+    script.write_text(HOOK_SCRIPT)
+    r = subprocess.run(
+        [shellcheck, "--shell=sh", str(script)], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -193,6 +193,7 @@ def test_nvidia_flags_and_their_env_mirrors(monkeypatch: pytest.MonkeyPatch) -> 
     assert defaults.nvidia_driver_root_mount is None
     assert defaults.nvidia_cdi_mode == "driver"
     assert defaults.nvidia_allow_no_gpus is False
+    assert defaults.nvidia_ldcache_hook is True
     assert defaults.rediscover_interval == 60
     assert settings().rediscover_interval == 0  # mock devices never change
 
@@ -200,12 +201,14 @@ def test_nvidia_flags_and_their_env_mirrors(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NVIDIA_DRIVER_ROOT_MOUNT", "/driver-root")
     monkeypatch.setenv("NVIDIA_CDI_MODE", "toolkit")
     monkeypatch.setenv("NVIDIA_ALLOW_NO_GPUS", "false")
+    monkeypatch.setenv("NVIDIA_LDCACHE_HOOK", "false")
     monkeypatch.setenv("REDISCOVER_INTERVAL", "5")
     from_env = settings()
     assert from_env.nvidia_driver_root == Path("/run/nvidia/driver")
     assert from_env.nvidia_driver_root_mount == Path("/driver-root")
     assert from_env.nvidia_cdi_mode == "toolkit"
     assert from_env.nvidia_allow_no_gpus is False
+    assert from_env.nvidia_ldcache_hook is False
     assert from_env.rediscover_interval == 5
     assert settings("--rediscover-interval", "0").rediscover_interval == 0
     assert settings("--nvidia-allow-no-gpus=true").nvidia_allow_no_gpus is True

@@ -25,8 +25,14 @@ def create_source(settings: Settings) -> DeviceSource:
         )
     if settings.device_source == "nvidia":
         from dra_cdi_driver.devices.nvidia import NvidiaSource
+        from dra_cdi_driver.devices.nvidia_files import CONTAINER_LIB_DIR
+        from dra_cdi_driver.devices.nvidia_ldcache import LdcacheHook
         from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS
 
+        hook = None
+        if settings.nvidia_ldcache_hook and settings.nvidia_cdi_mode == "driver":
+            # The plugin dir has the same path on the host and in the driver's pod.
+            hook = LdcacheHook(settings.plugin_dir / "nvidia", CONTAINER_LIB_DIR)
         return NvidiaSource(
             driver_root=settings.nvidia_driver_root,
             driver_root_mount=settings.nvidia_driver_root_mount,
@@ -35,6 +41,7 @@ def create_source(settings: Settings) -> DeviceSource:
             # nvidia-ctk writes to /etc/cdi or /var/run/cdi; in a pod, our CDI root is the
             # host's /var/run/cdi.
             toolkit_spec_dirs=(settings.cdi_root, *DEFAULT_DIRS),
+            ldcache_hook=hook,
         )
     raise ValueError(f"unknown device source {settings.device_source!r} (known: {SOURCES})")
 

@@ -117,6 +117,11 @@ class DeviceSource(ABC):
     def discover(self) -> list[Device]:
         """The devices this node has now."""
 
+    def install_host_files(self) -> None:
+        """Write the host files that this source's CDI edits point at (run once at start,
+        never by `dra-cdi-driver devices`). Raises InventoryError when it cannot."""
+        return None  # most sources point only at files the host already has
+
     def claim_edits(self, devices: Sequence[Device]) -> ContainerEdits:
         """Edits a container gets once per claim (control nodes, libraries, ...)."""
         return ContainerEdits()

@@ -7,8 +7,9 @@ listed, with migEnabled=true, so that the scheduler and people can see it.
 
 A container given a GPU gets its device node (a MIG device: the parent's node and its
 /dev/nvidia-caps access nodes); once per claim, the control nodes and the driver's
-libraries and tools (see nvidia_files.py), or, with --nvidia-cdi-mode=toolkit, the NVIDIA
-Container Toolkit's CDI id for the device next to ours.
+libraries and tools (see nvidia_files.py) with a hook that adds them to the container's
+ld.so.cache (nvidia_ldcache.py), or, with --nvidia-cdi-mode=toolkit, the NVIDIA Container
+Toolkit's CDI id for the device next to ours.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dra_cdi_driver.devices.nvidia_files import (
     library_dirs,
     mig_cap_nodes,
 )
+from dra_cdi_driver.devices.nvidia_ldcache import LdcacheHook
 from dra_cdi_driver.devices.nvidia_nvml import GpuInfo, MigInfo, Snapshot
 from dra_cdi_driver.devices.nvidia_pci import PCIE_ROOT_ATTRIBUTE, canonical_bus_id, pcie_root
 from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS, ToolkitSpec, find_spec
@@ -92,6 +94,7 @@ class NvidiaSource(DeviceSource):
         sysfs: Path = Path("/sys"),
         proc: Path = Path("/proc"),
         toolkit_spec_dirs: Sequence[Path] = DEFAULT_DIRS,
+        ldcache_hook: LdcacheHook | None = None,  # driver mode: see nvidia_ldcache.py
     ) -> None:
         if cdi_mode not in CDI_MODES:
             raise ValueError(f"--nvidia-cdi-mode {cdi_mode!r}: must be one of {CDI_MODES}")
@@ -102,6 +105,7 @@ class NvidiaSource(DeviceSource):
         self.sysfs = sysfs
         self.proc = proc
         self.toolkit_spec_dirs = tuple(toolkit_spec_dirs)
+        self.ldcache_hook = ldcache_hook if cdi_mode == "driver" else None
         self._dev = dev_root(self.root)
         self._files = DriverFiles((), ())
         self._warned: set[str] = set()
@@ -237,7 +241,14 @@ class NvidiaSource(DeviceSource):
                 "loaded and its node created (`nvidia-modprobe -u -c=0` on the host)",
                 dev_root=str(self._dev.mount),
             )
-        return edits + ContainerEdits(device_nodes=control_nodes(self._dev)) + self._files.edits()
+        edits += ContainerEdits(device_nodes=control_nodes(self._dev)) + self._files.edits()
+        if self.ldcache_hook is not None:
+            edits += self.ldcache_hook.edits()
+        return edits
+
+    def install_host_files(self) -> None:
+        if self.ldcache_hook is not None:
+            self.ldcache_hook.install()
 
     def config_edits(self, device: Device, config: GpuConfig) -> ContainerEdits:
         # Time-slicing a real GPU needs the driver's compute-mode/MPS control, which this

@@ -5,14 +5,12 @@ Where the libraries go in the container, and why: each library (the versioned fi
 libcuda.so.550.54.15, and its soname links libcuda.so.1, libcuda.so) is bind-mounted into
 one dedicated directory, /usr/local/nvidia/lib64, and the tools into /usr/local/nvidia/bin.
 That is the layout NVIDIA's CUDA and NGC images already point LD_LIBRARY_PATH and PATH at
-(a contract from nvidia-docker 1 and GKE), so the dynamic loader finds the libraries there
-with no NVIDIA tooling, whatever the distribution of host and image. The alternatives lose:
-mounting at the host's own paths works only when image and host agree on the lib dir
-(/usr/lib64 vs /usr/lib/x86_64-linux-gnu); an ld.so.conf.d file is read only by ldconfig,
-which nothing runs; an ldconfig hook runs in the runtime's namespace and needs a helper
-binary on every host. We deliberately do not set LD_LIBRARY_PATH: a CDI env entry replaces
-the image's value, and NGC images keep several other directories there. An image that is
-not built on nvidia/cuda sets LD_LIBRARY_PATH=/usr/local/nvidia/lib64 itself.
+(a contract from nvidia-docker 1 and GKE), whatever the distribution of host and image;
+mounting at the host's own paths would work only when image and host agree on the lib dir
+(/usr/lib64 vs /usr/lib/x86_64-linux-gnu). Every other image finds them through its
+ld.so.cache, which nvidia_ldcache.py's hook updates. We deliberately do not set
+LD_LIBRARY_PATH: a CDI env entry replaces the image's value, and NGC images keep several
+other directories there.
 
 Only libraries whose file name carries the running driver's version are taken: a leftover
 of an older driver next to the new one would fail against the loaded kernel module.

@@ -31,8 +31,6 @@ def driver_command() -> list[str] | None:
 class LocalDriver:
     """Runs the driver with the cluster's admin kubeconfig and the kubelet's plugin dirs."""
 
-    name = "dra-cdi-driver"
-
     def __init__(
         self,
         cluster: object,
@@ -40,7 +38,11 @@ class LocalDriver:
         *,
         mock_devices: int = 8,
         driver_name: str = config.DRIVER_NAME,
+        device_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """device_args replace the mock source's (`--device-source mock --mock-devices N`);
+        env is added to this process's environment."""
         from .local import LocalCluster
 
         assert isinstance(cluster, LocalCluster)
@@ -64,20 +66,19 @@ class LocalDriver:
             str(self.plugin_dir),
             "--registrar-dir",
             str(self.registrar_dir),
-            "--device-source",
-            "mock",
-            "--mock-devices",
-            str(mock_devices),
+            *(device_args or ["--device-source", "mock", "--mock-devices", str(mock_devices)]),
             "--log-level",
             "debug",
             *shlex.split(os.environ.get("E2E_DRIVER_ARGS", "")),
         ]
+        # The usual driver keeps its short name in logs and pid files; others go by theirs.
+        self.name = "dra-cdi-driver" if driver_name == config.DRIVER_NAME else driver_name
         self.proc = procs.Proc(
             self.name,
             argv,
             cluster.L.logs / f"{self.name}.log",
             cluster.L.run / f"{self.name}.pid",
-            env=procs.env_with({"PYTHONUNBUFFERED": "1"}),
+            env=procs.env_with({"PYTHONUNBUFFERED": "1", **(env or {})}),
         )
         cluster.procs[self.name] = self.proc
 

@@ -36,6 +36,20 @@ MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
+_BASE_DIRS = {
+    "bin": 0o755,
+    "dev": 0o755,
+    "etc": 0o755,
+    "proc": 0o555,
+    "root": 0o700,
+    "sys": 0o555,
+    "tmp": 0o1777,
+    "usr": 0o755,
+    "usr/bin": 0o755,
+    "var": 0o755,
+}
+
+
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -52,8 +66,9 @@ def _info(name: str, kind: bytes, mode: int, **kw: object) -> tarfile.TarInfo:
     return ti
 
 
-def busybox_layer(busybox: Path) -> bytes:
-    """A root filesystem: /bin/busybox, a symlink per applet, /etc/passwd and friends."""
+def busybox_layer(busybox: Path, extra: dict[str, tuple[bytes, int]] | None = None) -> bytes:
+    """A root filesystem: /bin/busybox, a symlink per applet, /etc/passwd and friends, and
+    `extra` files (path -> (data, mode)), with the dirs they need."""
     applets = subprocess.run(
         [str(busybox), "--list"], check=True, capture_output=True, text=True
     ).stdout.split()
@@ -63,20 +78,14 @@ def busybox_layer(busybox: Path) -> bytes:
         "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
         "etc/hostname": b"e2e\n",
     }
+    extra = extra or {}
+    extra_dirs = sorted(
+        {str(parent) for name in extra for parent in Path(name).parents if str(parent) != "."}
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d, mode in [
-            ("bin", 0o755),
-            ("dev", 0o755),
-            ("etc", 0o755),
-            ("proc", 0o555),
-            ("root", 0o700),
-            ("sys", 0o555),
-            ("tmp", 0o1777),
-            ("usr", 0o755),
-            ("usr/bin", 0o755),
-            ("var", 0o755),
-        ]:
+        dirs = {**{d: 0o755 for d in extra_dirs}, **_BASE_DIRS}
+        for d, mode in sorted(dirs.items()):
             tar.addfile(_info(d, tarfile.DIRTYPE, mode))
         tar.addfile(
             _info("bin/busybox", tarfile.REGTYPE, 0o755, size=len(binary)), io.BytesIO(binary)
@@ -85,6 +94,8 @@ def busybox_layer(busybox: Path) -> bytes:
             tar.addfile(_info(f"bin/{name}", tarfile.SYMTYPE, 0o777, linkname="busybox"))
         for name, data in sorted(files.items()):
             tar.addfile(_info(name, tarfile.REGTYPE, 0o644, size=len(data)), io.BytesIO(data))
+        for name, (data, mode) in sorted(extra.items()):
+            tar.addfile(_info(name, tarfile.REGTYPE, mode, size=len(data)), io.BytesIO(data))
     return buf.getvalue()
 
 

@@ -583,19 +583,19 @@ disabled_plugins = [
         tars = {config.PAUSE_IMAGE: idir / "pause.tar", config.TEST_IMAGE: idir / "busybox.tar"}
         if not all(t.exists() for t in tars.values()):
             images.build(idir)
-        snapshotter = os.environ.get("E2E_SNAPSHOTTER", "overlayfs")
         for tar in tars.values():
-            self.ctr(
-                "images",
-                "import",
-                f"--snapshotter={snapshotter}",
-                "--platform=linux/amd64",
-                str(tar),
-            )
+            self.import_image(tar)
         have = self.ctr("images", "ls", "-q").split()
         for ref in tars:
             if ref not in have:
                 raise RuntimeError(f"image {ref} missing after import; have {have}")
+
+    def import_image(self, tar: Path) -> None:
+        """Load an image tar (images.py) into the CRI namespace."""
+        snapshotter = os.environ.get("E2E_SNAPSHOTTER", "overlayfs")
+        self.ctr(
+            "images", "import", f"--snapshotter={snapshotter}", "--platform=linux/amd64", str(tar)
+        )
 
     def _make_cgroup_root(self) -> None:
         """The kubelet puts all pods under --cgroup-root, which must exist in every hierarchy.
