@@ -1,0 +1,87 @@
+"""The fake NVML keeps to the real one's interface (nvidia-ml-py, module pynvml).
+
+Every test of the nvidia source runs on the fake (no GPU here), so a name, an argument or a
+struct field that the fake has and pynvml lacks would pass here and fail on the first GPU
+node. This checks the fake against the installed pynvml: functions and how they are called,
+constants and their values, and the fields of the structs the driver reads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+from typing import Any
+
+import pytest
+
+from tests.fakes import fake_nvml
+from tests.fakes.fake_nvml import FakeNvml, Handle, h100_node
+
+pynvml = pytest.importorskip("pynvml")
+
+NVML_FUNCTIONS = sorted(
+    name for name, _ in inspect.getmembers(FakeNvml, inspect.isfunction) if name.startswith("nvml")
+)
+
+
+def test_the_fake_covers_what_the_driver_calls() -> None:
+    from dra_cdi_driver.devices import nvidia_nvml
+
+    called = set(
+        name
+        for name in dir(pynvml)
+        if name.startswith("nvml") and f"nvml.{name}(" in inspect.getsource(nvidia_nvml)
+    )
+    assert called, "no NVML call found in nvidia_nvml.py: the pattern is out of date"
+    assert called <= set(NVML_FUNCTIONS), called - set(NVML_FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", NVML_FUNCTIONS)
+def test_each_fake_function_exists_in_pynvml_and_takes_the_same_arguments(name: str) -> None:
+    real = getattr(pynvml, name, None)
+    assert callable(real), f"pynvml has no {name}"
+    fake = inspect.signature(getattr(FakeNvml, name))
+    fake_params = list(fake.parameters.values())[1:]  # without self
+    real_params = list(inspect.signature(real).parameters.values())
+    # The driver passes arguments by position: the same count (names may differ).
+    assert len(fake_params) == len(real_params), f"{name}: fake {fake}, pynvml {real_params}"
+    # The fake's optional arguments are optional in pynvml too.
+    for fake_p, real_p in zip(fake_params, real_params, strict=True):
+        if fake_p.default is not inspect.Parameter.empty:
+            assert real_p.default is not inspect.Parameter.empty, (name, real_p.name)
+
+
+def test_constants_have_pynvml_values() -> None:
+    constants = {n: v for n, v in vars(fake_nvml).items() if n.startswith("NVML_")}
+    assert "NVML_ERROR_GPU_IS_LOST" in constants
+    wrong = {n: (v, getattr(pynvml, n, None)) for n, v in constants.items()}
+    assert {n: pair for n, pair in wrong.items() if pair[0] != pair[1]} == {}
+
+
+def test_the_error_type_carries_the_code_as_pynvml_does() -> None:
+    real = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+    fake = fake_nvml.NVMLError(fake_nvml.NVML_ERROR_GPU_IS_LOST)
+    assert real.value == fake.value == 15
+    assert str(real) == str(fake) == "GPU is lost"
+
+
+def _fields(struct: Any) -> set[str]:
+    assert issubclass(struct, ctypes.Structure)
+    return {f[0] for f in struct._fields_}
+
+
+@pytest.mark.parametrize(
+    ("call", "struct", "handle"),
+    [
+        ("nvmlDeviceGetMemoryInfo", "c_nvmlMemory_t", Handle(0)),
+        ("nvmlDeviceGetPciInfo", "nvmlPciInfo_t", Handle(0)),
+        ("nvmlDeviceGetAttributes", "c_nvmlDeviceAttributes", Handle(3, 0)),
+    ],
+)
+def test_struct_fields_the_fake_returns_exist_in_pynvml(
+    call: str, struct: str, handle: Handle
+) -> None:
+    fake = FakeNvml(h100_node())
+    fake.nvmlInit()
+    returned = set(vars(getattr(fake, call)(handle)))
+    assert returned <= _fields(getattr(pynvml, struct)), returned - _fields(getattr(pynvml, struct))
