@@ -62,7 +62,9 @@ def test_devices_shows_the_slice_the_scheduler_will_see(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     host = fake_node(tmp_path, monkeypatch)
-    assert main(devices_argv(host)) == 0
+    plugin_dir = tmp_path / "plugin"
+    assert main([*devices_argv(host), "--plugin-dir", str(plugin_dir)]) == 0
+    assert not plugin_dir.exists(), "`devices` wrote to the node (the ldcache hook?)"
     report = yaml.safe_load(capsys.readouterr().out)
     [resource_slice] = report["resourceSlices"]
     assert resource_slice["spec"]["pool"]["name"] == "gpu-node"
