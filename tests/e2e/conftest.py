@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import kube, logs, providers
+from .harness import config, kube, logs, providers
 from .harness.providers import E2ECluster
 
 _cluster: E2ECluster | None = None
@@ -45,7 +45,7 @@ def cluster() -> Iterator[E2ECluster]:
                 _cluster = None
                 signal.signal(signal.SIGTERM, previous)
     except providers.ProviderUnavailable as e:
-        if os.environ.get("E2E_REQUIRE", "") not in ("", "0"):
+        if config.e2e_required():
             pytest.fail(f"E2E_REQUIRE is set but {e}", pytrace=False)
         pytest.skip(str(e))
 

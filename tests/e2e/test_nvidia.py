@@ -11,8 +11,8 @@ A second driver (nvidia.cdi.example.com) runs next to the mock one for this modu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ import pytest
 from tests.fakes.fake_nvml import H100_MEMORY, H100_NAME, gpu_uuid, h100_node
 
 from .harness import config, kube, nvidia
+from .harness.driver import LocalDriver, driver_command
 from .harness.providers import E2ECluster
 
 pytestmark = pytest.mark.e2e
@@ -28,12 +29,11 @@ DRIVER = "nvidia.cdi.example.com"
 GPUS = 2
 
 
+@dataclass
 class NvidiaDriver:
-    def __init__(self, cluster: E2ECluster, node: nvidia.FakeNode, driver: object) -> None:
-        from .harness.driver import LocalDriver
-
-        assert isinstance(driver, LocalDriver)
-        self.cluster, self.node, self.driver = cluster, node, driver
+    cluster: E2ECluster
+    node: nvidia.FakeNode
+    driver: LocalDriver
 
     def pool(self, k: kube.Kube, devices: int) -> list[kube.Obj]:
         """The driver's slices once they list `devices` devices."""
@@ -52,7 +52,6 @@ class NvidiaDriver:
 
 @pytest.fixture(scope="module")
 def nv(cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NvidiaDriver]:
-    from .harness.driver import LocalDriver, driver_command
     from .harness.local import LocalCluster
 
     local = cluster.local
@@ -60,7 +59,7 @@ def nv(cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         pytest.skip("needs the local provider: a fake GPU node is built on the test host")
     why = nvidia.missing_tools()
     if why:
-        if os.environ.get("E2E_REQUIRE", "") not in ("", "0"):
+        if config.e2e_required():
             pytest.fail(f"E2E_REQUIRE is set but {why}", pytrace=False)
         pytest.skip(why)
     base = tmp_path_factory.mktemp("nvidia")

@@ -30,7 +30,7 @@ def create_source(settings: Settings) -> DeviceSource:
         from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS
 
         hook = None
-        if settings.nvidia_ldcache_hook and settings.nvidia_cdi_mode == "driver":
+        if settings.nvidia_ldcache_hook:  # driver mode only: NvidiaSource drops it otherwise
             # The plugin dir has the same path on the host and in the driver's pod.
             hook = LdcacheHook(settings.plugin_dir / "nvidia", CONTAINER_LIB_DIR)
         return NvidiaSource(

@@ -91,8 +91,7 @@ class LdcacheHook:
         return self.directory / CONF_NAME
 
     def install(self) -> None:
-        """Write both files unless they are there already as they should be (this runs at
-        every discovery, so a deleted plugin dir heals within a minute)."""
+        """Write both files (at start), leaving alone those already as they should be."""
         wanted = {self.script: HOOK_SCRIPT, self.conf: f"{self.lib_dir}\n"}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,6 @@ def missing_tools() -> str | None:
 
 @dataclass
 class FakeNode:
-    base: Path
     host: nvidia_host.FakeHost
     data_file: Path
 
@@ -150,7 +149,7 @@ def build_node(base: Path, data: dict[str, Any]) -> FakeNode:
         if node.is_file():  # nvidia_host's placeholders
             node.unlink()
             os.mknod(node, 0o666 | 0o020000, null)
-    fake = FakeNode(base, host, base / "nvml.json")
+    fake = FakeNode(host, base / "nvml.json")
     fake.set_data(data)
     return fake
 
@@ -158,7 +157,6 @@ def build_node(base: Path, data: dict[str, Any]) -> FakeNode:
 def _cc(src_dir: Path, source: str, out: Path, *flags: str) -> None:
     src = src_dir / f"{out.name}.c"
     src.write_text(source)
-    out.unlink(missing_ok=True)
     subprocess.run(["cc", "-O1", "-o", str(out), str(src), *flags], check=True, timeout=120)
 
 
