@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dra_cdi_driver import fsutil
+from dra_cdi_driver.validation import is_uid
 
 _VENDOR_OR_CLASS = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 _DEVICE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
@@ -183,30 +184,39 @@ class SpecStore:
 
     def __init__(self, root: Path, kind: str) -> None:
         validate_kind(kind)
-        self.root = root
+        self.dir = fsutil.RootDir(root)
         self.kind = kind
         # The CDI convention for generated files: <vendor>_<class>-<unique>.json
         self._prefix = kind.replace("/", "_") + "-"
 
+    @property
+    def root(self) -> Path:
+        return self.dir.path
+
+    def _name(self, claim_uid: str) -> str:
+        return f"{self._prefix}{claim_uid}.json"
+
     def path_for(self, claim_uid: str) -> Path:
-        return self.root / f"{self._prefix}{claim_uid}.json"
+        return self.root / self._name(claim_uid)
 
     def write(self, claim_uid: str, spec: dict[str, Any]) -> Path:
         """Atomically write the spec JSON (as returned by Spec.to_json) for a claim."""
-        path = self.path_for(claim_uid)
         data = json.dumps(spec, indent=2, sort_keys=True).encode() + b"\n"
-        fsutil.atomic_write(path, data, mode=0o644)
-        return path
+        return self.dir.write(self._name(claim_uid), data, mode=0o644)
 
     def remove(self, claim_uid: str) -> bool:
-        return fsutil.remove(self.path_for(claim_uid))
+        return self.dir.remove(self._name(claim_uid))
 
     def exists(self, claim_uid: str) -> bool:
-        return self.path_for(claim_uid).exists()
+        return self.dir.exists(self._name(claim_uid))
 
     def claim_uids(self) -> Iterator[str]:
-        """UIDs of the claims that have a spec file here (for garbage collection)."""
-        if not self.root.is_dir():
-            return
-        for path in self.root.glob(f"{self._prefix}*.json"):
-            yield path.name[len(self._prefix) : -len(".json")]
+        """UIDs of the claims that have a spec file here (for garbage collection).
+
+        A file with our prefix whose rest is not a claim uid was not written by us:
+        it is left alone.
+        """
+        for name in self.dir.names(self._prefix, ".json"):
+            uid = name[len(self._prefix) : -len(".json")]
+            if is_uid(uid):
+                yield uid

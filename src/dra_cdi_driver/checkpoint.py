@@ -14,16 +14,21 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dra_cdi_driver import fsutil
 from dra_cdi_driver.logs import kv
-from dra_cdi_driver.model import PreparedClaim
+from dra_cdi_driver.model import ClaimError, PreparedClaim
+from dra_cdi_driver.validation import check_claim_ref
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# A record holds one claim's answer and CDI spec: tens of KiB for the largest claim this
+# driver prepares. Anything far bigger was not written by us; never read it whole.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -42,54 +47,70 @@ class CheckpointError(Exception):
 
 class Checkpoint:
     def __init__(self, directory: Path, boot_id: str) -> None:
-        self.directory = directory
+        self.dir = fsutil.RootDir(directory)
         self.boot_id = boot_id
         self._claims: dict[str, PreparedClaim] = {}
         self._lock = threading.Lock()
 
-    def path_for(self, claim_uid: str) -> Path:
-        return self.directory / f"{claim_uid}.json"
+    @property
+    def directory(self) -> Path:
+        return self.dir.path
 
     def load(self) -> list[PreparedClaim]:
         """Read every record; drop (and delete) the ones from another boot or damaged.
 
         Returns the dropped claims so that the caller can clean up after them.
         """
-        fsutil.ensure_private_dir(self.directory)
+        self.dir.ensure()
+        self.dir.remove_temporaries()
         dropped: list[PreparedClaim] = []
-        for path in sorted(self.directory.glob("*.json")):
-            record = self._read(path)
-            if record is None:
-                fsutil.remove(path)
-                continue
-            claim = PreparedClaim.from_json(record["claim"])
-            if record["bootId"] != self.boot_id:
+        for name in self.dir.names(suffix=".json"):
+            claim = self._read(name)
+            if claim is None:
+                self._discard(name)
+            elif claim.boot_id != self.boot_id:
                 log.info(
                     "dropping checkpoint record from an earlier boot",
-                    extra=kv(claim=str(claim.claim), boot_id=record["bootId"]),
+                    extra=kv(claim=str(claim.prepared.claim), boot_id=claim.boot_id),
                 )
-                fsutil.remove(path)
-                dropped.append(claim)
-                continue
-            self._claims[claim.claim.uid] = claim
+                self._discard(name)
+                dropped.append(claim.prepared)
+            else:
+                self._claims[claim.prepared.claim.uid] = claim.prepared
         return dropped
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, name: str) -> _Record | None:
+        """The record in file `name`, or None (logged) when it is not one we wrote."""
         try:
-            record = json.loads(path.read_bytes())
+            record = json.loads(self.dir.read(name, MAX_RECORD_BYTES))
             body = {k: record[k] for k in ("version", "bootId", "claim")}
             if record["version"] != FORMAT_VERSION:
-                raise ValueError(f"unknown format version {record['version']}")
+                raise ValueError(f"unknown format version {record['version']!r}")
             if record["checksum"] != _checksum(body):
                 raise ValueError("checksum mismatch")
-            PreparedClaim.from_json(record["claim"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.error(
-                "discarding unreadable checkpoint record; the kubelet will prepare the claim again",
-                extra=kv(path=str(path), error=str(err)),
-            )
-            return None
-        return record  # type: ignore[no-any-return]
+            if not isinstance(record["bootId"], str):
+                raise ValueError("bootId is not a string")
+            prepared = PreparedClaim.from_json(record["claim"])
+            check_claim_ref(prepared.claim)
+            if name != _file_name(prepared.claim.uid):
+                raise ValueError(f"the record is for claim uid {prepared.claim.uid}")
+        except ClaimError as err:
+            problem: str = err.problem
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = str(err)
+        else:
+            return _Record(record["bootId"], prepared)
+        log.error(
+            "discarding unreadable checkpoint record; the kubelet will prepare the claim again",
+            extra=kv(path=str(self.directory / name), error=problem),
+        )
+        return None
+
+    def _discard(self, name: str) -> None:
+        try:
+            self.dir.remove(name)
+        except OSError as err:  # refused by the gate, or not removable: leave it, say so
+            log.warning("cannot remove checkpoint file", extra=kv(error=str(err)))
 
     def get(self, claim_uid: str) -> PreparedClaim | None:
         with self._lock:
@@ -103,7 +124,7 @@ class Checkpoint:
         body = {"version": FORMAT_VERSION, "bootId": self.boot_id, "claim": claim.to_json()}
         data = json.dumps({**body, "checksum": _checksum(body)}, sort_keys=True).encode()
         try:
-            fsutil.atomic_write(self.path_for(claim.claim.uid), data, mode=0o600, fsync=True)
+            self.dir.write(_file_name(claim.claim.uid), data, mode=0o600, fsync=True)
         except OSError as err:
             raise CheckpointError(
                 f"cannot record the claim in the checkpoint {self.directory}: {err.strerror}"
@@ -113,10 +134,20 @@ class Checkpoint:
 
     def remove(self, claim_uid: str) -> None:
         try:
-            fsutil.remove(self.path_for(claim_uid))
+            self.dir.remove(_file_name(claim_uid))
         except OSError as err:
             raise CheckpointError(
                 f"cannot remove the claim from the checkpoint {self.directory}: {err.strerror}"
             ) from err
         with self._lock:
             self._claims.pop(claim_uid, None)
+
+
+@dataclass(frozen=True)
+class _Record:
+    boot_id: str
+    prepared: PreparedClaim
+
+
+def _file_name(claim_uid: str) -> str:
+    return f"{claim_uid}.json"

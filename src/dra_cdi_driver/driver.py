@@ -24,8 +24,10 @@ from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError
 from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, parse_allocation
 from dra_cdi_driver.config import ConfigError, GpuConfig, resolve
 from dra_cdi_driver.devices import Device, Inventory
+from dra_cdi_driver.fsutil import UnsafePathError
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim, PreparedDevice
+from dra_cdi_driver.validation import check_claim_ref
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Driver:
     def recover(self) -> None:
         """Load the checkpoint and clean up what an earlier run or boot left behind."""
         self.specs.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.specs.dir.remove_temporaries()
         for stale in self.checkpoint.load():
             self.specs.remove(stale.claim.uid)
         for uid in list(self.specs.claim_uids()):
@@ -123,7 +126,7 @@ class Driver:
         return prepared
 
     def _prepare(self, claim: ClaimRef) -> PreparedClaim:
-        _check_ref(claim)
+        check_claim_ref(claim)
         with self._locks.hold(claim.uid):
             done = self.checkpoint.get(claim.uid)
             if done is not None:
@@ -252,6 +255,8 @@ class Driver:
             raise ClaimError(prepared.claim, self._cdi_write_problem(uid, err)) from None
 
     def _cdi_write_problem(self, uid: str, err: OSError) -> str:
+        if isinstance(err, UnsafePathError):
+            return f"cannot write the CDI spec: {err}"
         return (
             f"cannot write CDI spec {self.specs.path_for(uid)}: {err.strerror}; "
             f"the driver needs write access to its CDI root {self.specs.root}"
@@ -268,8 +273,11 @@ class Driver:
         return {c.uid: o for c, o in zip(claims, outcomes, strict=True)}
 
     def _unprepare_safely(self, claim: ClaimRef) -> ClaimError | None:
-        if not claim.uid:
-            return ClaimError(claim, "malformed request: the claim uid is empty")
+        try:
+            check_claim_ref(claim)
+        except ClaimError as err:
+            log.warning("unprepare failed", extra=kv(claim=str(claim), error=err.problem))
+            return err
         try:
             with self._locks.hold(claim.uid):
                 removed = self.specs.remove(claim.uid)
@@ -281,12 +289,6 @@ class Driver:
         if removed or known:
             log.info("claim unprepared", extra=kv(claim=str(claim)))
         return None
-
-
-def _check_ref(claim: ClaimRef) -> None:
-    missing = [f for f in ("namespace", "name", "uid") if not getattr(claim, f)]
-    if missing:
-        raise ClaimError(claim, f"malformed request: empty {', '.join(missing)}")
 
 
 def _first_result_per_device(results: Sequence[AllocationResult]) -> list[AllocationResult]:

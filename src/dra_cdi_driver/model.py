@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,20 @@ class ClaimRef:
     uid: str
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name} (uid {self.uid})"
+        return f"{_shown(self.namespace)}/{_shown(self.name)} (uid {_shown(self.uid)})"
+
+
+# What a claim reference may look like to be printed as it is. Anything else (a request
+# from someone other than the kubelet) is quoted and cut short, so that no newline,
+# control character or megabyte of text reaches a log line or an error message.
+_PRINTABLE = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
+_SHOWN_MAX = 64
+
+
+def _shown(value: str) -> str:
+    if _PRINTABLE.fullmatch(value):
+        return value
+    return repr(value[:_SHOWN_MAX]) + ("..." if len(value) > _SHOWN_MAX else "")
 
 
 class ClaimError(Exception):

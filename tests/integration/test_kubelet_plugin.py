@@ -348,7 +348,47 @@ def test_invalid_opaque_config_is_an_error_naming_the_field(
 
 def test_malformed_request_is_an_error(driver_proc: DriverProcess) -> None:
     error = _prepare_error(driver_proc, ("default", "", _uid(407)))
-    assert "malformed request" in error and "name" in error
+    assert "malformed request" in error and "name: not a DNS subdomain" in error
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(root)): None if p.is_dir() or p.is_socket() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.name != "driver.log"
+    }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_uid_with_path_segments_touches_no_file_anywhere(
+    driver_proc: DriverProcess, fake_api: tuple[FakeApi, str], version: str
+) -> None:
+    """`<plugin-dir>/checkpoint/<uid>.json` with uid `../../../victim` is <root>/victim.json."""
+    api, _ = fake_api
+    victim = driver_proc.root / "victim.json"
+    victim.write_text("{}")
+    good = _add(api, "good", _uid(412), ["gpu-0"])
+    driver_proc.dra(version).prepare(good)
+    before = _tree(driver_proc.root)
+    hostile = [
+        ("default", "c", "../../../victim"),
+        ("default", "c", f"{_uid(413)}/../../../../victim"),
+        ("../../..", "c", _uid(414)),
+        ("default", "../../../victim", _uid(415)),
+    ]
+    dra = driver_proc.dra(version)
+    unprepared = dra.unprepare(*hostile).claims
+    prepared = dra.prepare(*hostile).claims
+    assert set(unprepared) == set(prepared) == {uid for _, _, uid in hostile}
+    for _, _, uid in hostile:
+        for answer in (unprepared[uid], prepared[uid]):
+            assert "malformed request" in answer.error, answer.error
+    assert "uid: not a UUID" in unprepared["../../../victim"].error
+    assert "namespace: not a DNS label" in unprepared[_uid(414)].error
+    assert "name: not a DNS subdomain" in unprepared[_uid(415)].error
+    assert _tree(driver_proc.root) == before
+    assert dra.unprepare(good).claims[_uid(412)].error == ""
+    assert driver_proc.spec_files() == [] and victim.read_text() == "{}"
 
 
 def test_api_server_errors_are_per_claim_errors(

@@ -8,6 +8,7 @@ import pytest
 from dra_cdi_driver.cdi import CdiDevice, ContainerEdits, DeviceNode, Mount, Spec, SpecStore, env
 
 ENV_ONLY = ContainerEdits(env=("A=1",))
+UID = "7f0c1e2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 
 
 def _spec(*devices: CdiDevice, kind: str = "gpu.example.com/gpu") -> Spec:
@@ -59,19 +60,20 @@ def test_env_rejects_bad_names() -> None:
 
 def test_store_writes_atomically_and_lists_claims(tmp_path: Path) -> None:
     store = SpecStore(tmp_path, "gpu.example.com/gpu")
-    spec = _spec(CdiDevice("gpu-0-u1", ENV_ONLY)).to_json()
-    path = store.write("u1", spec)
-    assert path.name == "gpu.example.com_gpu-u1.json"
+    spec = _spec(CdiDevice(f"gpu-0-{UID}", ENV_ONLY)).to_json()
+    path = store.write(UID, spec)
+    assert path.name == f"gpu.example.com_gpu-{UID}.json"
     assert json.loads(path.read_text()) == spec
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
     (tmp_path / "other-vendor.json").write_text("{}")
-    assert list(store.claim_uids()) == ["u1"]
-    assert store.remove("u1") and not store.remove("u1")
+    (tmp_path / "gpu.example.com_gpu-not-a-uid.json").write_text("{}")  # not ours: ignored
+    assert list(store.claim_uids()) == [UID]
+    assert store.remove(UID) and not store.remove(UID)
 
 
 def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     store = SpecStore(tmp_path / "missing", "gpu.example.com/gpu")
     with pytest.raises(FileNotFoundError):
-        store.write("u1", {"x": 1})
+        store.write(UID, {"x": 1})
     assert not (tmp_path / "missing").exists()

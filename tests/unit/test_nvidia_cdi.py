@@ -43,19 +43,21 @@ def prepare_outcome(
 ) -> PrepareOutcome:
     inventory = Inventory(source)
     inventory.refresh()
-    ref = ClaimRef("default", "c", "uid-1")
-    claim = claim_object("c", "uid-1", [result(d) for d in devices], config=config)
+    ref = ClaimRef("default", "c", "00000000-0000-4000-8000-000000000001")
+    claim = claim_object(
+        "c", "00000000-0000-4000-8000-000000000001", [result(d) for d in devices], config=config
+    )
     driver = Driver(
         driver_name=DRIVER,
         node_name="node-1",
         inventory=inventory,
-        claims=Claims({"uid-1": claim}),
+        claims=Claims({"00000000-0000-4000-8000-000000000001": claim}),
         specs=SpecStore(tmp_path / "cdi", f"{DRIVER}/gpu"),
         checkpoint=Checkpoint(tmp_path / "checkpoint", "boot"),
     )
     try:
         driver.recover()  # as at start: makes the CDI root and loads the checkpoint
-        return driver.prepare([ref])["uid-1"]
+        return driver.prepare([ref])["00000000-0000-4000-8000-000000000001"]
     finally:
         driver.close()
 
@@ -111,8 +113,8 @@ def test_a_claim_gets_its_gpu_and_the_driver_libraries_once(
     assert spec["kind"] == f"{DRIVER}/gpu"
     by_name = {d["name"]: d["containerEdits"] for d in spec["devices"]}
     assert by_name == {
-        "gpu-2-uid-1": {"deviceNodes": [{"path": "/dev/nvidia2"}]},
-        "gpu-5-uid-1": {"deviceNodes": [{"path": "/dev/nvidia5"}]},
+        "gpu-2-00000000-0000-4000-8000-000000000001": {"deviceNodes": [{"path": "/dev/nvidia2"}]},
+        "gpu-5-00000000-0000-4000-8000-000000000001": {"deviceNodes": [{"path": "/dev/nvidia5"}]},
     }
     edits = spec["containerEdits"]
     assert "NVIDIA_VISIBLE_DEVICES=void" in edits["env"]
@@ -144,12 +146,16 @@ def test_a_claim_gets_its_gpu_and_the_driver_libraries_once(
         "read-only, no setuid, no devices"
     )
     assert [d.cdi_device_ids for d in prepared.devices] == [
-        (f"{DRIVER}/gpu=gpu-2-uid-1",),
-        (f"{DRIVER}/gpu=gpu-5-uid-1",),
+        (f"{DRIVER}/gpu=gpu-2-00000000-0000-4000-8000-000000000001",),
+        (f"{DRIVER}/gpu=gpu-5-00000000-0000-4000-8000-000000000001",),
     ]
     # What the runtime reads is what was returned.
     written = json.loads(
-        (tmp_path / "cdi" / f"{DRIVER.replace('/', '_')}_gpu-uid-1.json").read_text()
+        (
+            tmp_path
+            / "cdi"
+            / f"{DRIVER.replace('/', '_')}_gpu-00000000-0000-4000-8000-000000000001.json"
+        ).read_text()
     )
     assert written == spec
 
@@ -293,8 +299,14 @@ def test_toolkit_mode_adds_the_toolkit_ids_by_uuid(
     # What the kubelet gets: our per-claim id, then the toolkit's.
     ids = {d.device: d.cdi_device_ids for d in prepared.devices}
     assert ids == {
-        "gpu-2": (f"{DRIVER}/gpu=gpu-2-uid-1", f"nvidia.com/gpu={gpu_uuid(2)}"),
-        "gpu-3-mig-8-0": (f"{DRIVER}/gpu=gpu-3-mig-8-0-uid-1", f"nvidia.com/gpu={mig_uuid(3, 1)}"),
+        "gpu-2": (
+            f"{DRIVER}/gpu=gpu-2-00000000-0000-4000-8000-000000000001",
+            f"nvidia.com/gpu={gpu_uuid(2)}",
+        ),
+        "gpu-3-mig-8-0": (
+            f"{DRIVER}/gpu=gpu-3-mig-8-0-00000000-0000-4000-8000-000000000001",
+            f"nvidia.com/gpu={mig_uuid(3, 1)}",
+        ),
     }
     spec = prepared.cdi_spec
     assert spec is not None

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dra_cdi_driver.cdi import ContainerEdits, Hook, Mount
 from dra_cdi_driver.devices.inventory import InventoryError
-from dra_cdi_driver.fsutil import atomic_write
+from dra_cdi_driver.fsutil import RootDir
 
 HOOK_NAME = "update-ldcache.sh"
 CONF_NAME = "ld.so.conf"
@@ -92,12 +92,14 @@ class LdcacheHook:
 
     def install(self) -> None:
         """Write both files (at start), leaving alone those already as they should be."""
-        wanted = {self.script: HOOK_SCRIPT, self.conf: f"{self.lib_dir}\n"}
+        wanted = {HOOK_NAME: (HOOK_SCRIPT, 0o755), CONF_NAME: (f"{self.lib_dir}\n", 0o644)}
+        files = RootDir(self.directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            for path, text in wanted.items():
+            for name, (text, mode) in wanted.items():
+                path = files.file(name)
                 if not path.is_file() or path.read_text() != text:
-                    atomic_write(path, text.encode(), 0o755 if path == self.script else 0o644)
+                    files.write(name, text.encode(), mode)
         except OSError as err:
             raise InventoryError(
                 f"cannot write the ldcache hook into {self.directory}: {err.strerror or err} "

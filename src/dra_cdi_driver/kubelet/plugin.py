@@ -56,7 +56,7 @@ class KubeletPlugin:
         self._device_health = DeviceHealthService(driver.inventory, driver.node_name)
 
     def start(self) -> None:
-        fsutil.ensure_private_dir(self.dra_socket.parent)
+        fsutil.RootDir(self.dra_socket.parent).ensure()
         # The registrar dir belongs to the kubelet: create it if missing, never chmod it.
         self.registration_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
 
