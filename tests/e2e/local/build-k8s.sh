@@ -9,7 +9,9 @@ K8S_VERSION="${K8S_VERSION:-$(awk '$1=="require"{$1=""; $0=$0} $1=="k8s.io/kuber
 [ -n "$K8S_VERSION" ] || { echo "cannot read the k8s.io/kubernetes version from $moddir/go.mod" >&2; exit 1; }
 cache="${DRA_E2E_CACHE:-$HOME/.cache/dra-cdi-driver-e2e}"
 bin="$cache/k8s-$K8S_VERSION/bin"
-cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+# kubeadm and kube-proxy are for the kind node image (hack/kind-node-image.sh), built in the same
+# go build so that both providers run the very same Kubernetes.
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kubeadm kube-proxy)
 
 have_all() { for c in "${cmds[@]}"; do [ -x "$bin/$c" ] || return 1; done; }
 if have_all; then echo "k8s $K8S_VERSION: cached in $bin"; exit 0; fi
