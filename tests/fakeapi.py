@@ -26,7 +26,14 @@ class FakeApi:
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[str] = []
         self.fail_with: int | None = None  # answer every claim GET with this status
+        self.hanging = False  # hold every claim GET until release() (an API that hangs)
+        self._released = threading.Event()
         self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Let every held GET go (and every later one through)."""
+        self.hanging = False
+        self._released.set()
 
     def add_claim(self, claim: dict[str, Any]) -> None:
         meta = claim["metadata"]
@@ -60,6 +67,8 @@ class FakeApi:
             }
         match = _CLAIM_PATH.match(path)
         if match and match["version"] in self.versions:
+            if self.hanging:
+                self._released.wait(120)
             if self.fail_with:
                 return self.fail_with, _status(self.fail_with, "injected failure")
             with self._lock:

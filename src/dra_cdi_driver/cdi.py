@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from dra_cdi_driver import fsutil
+from dra_cdi_driver.limits import MAX_SPEC_BYTES, MAX_SPEC_STRING_BYTES
 from dra_cdi_driver.validation import is_uid
 
-_VENDOR_OR_CLASS = re.compile(r"^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
-_DEVICE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VENDOR_OR_CLASS = re.compile(r"[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+_DEVICE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ContainerEdits:
 
 def env(name: str, value: str) -> str:
     """One CDI env entry; refuses names a shell or runtime would mangle."""
-    if not _ENV_NAME.match(name):
+    if not _ENV_NAME.fullmatch(name):
         raise ValueError(f"invalid environment variable name {name!r}")
     return f"{name}={value}"
 
@@ -145,19 +146,33 @@ class Spec:
         """Raise ValueError for anything a runtime would reject."""
         vendor, _, cdi_class = self.kind.partition("/")
         for label, value in (("vendor", vendor), ("class", cdi_class)):
-            if not _VENDOR_OR_CLASS.match(value):
+            if not _VENDOR_OR_CLASS.fullmatch(value):
                 raise ValueError(f"invalid CDI {label} {value!r} in kind {self.kind!r}")
         if not self.devices:
             raise ValueError("a CDI spec needs at least one device")
         seen: set[str] = set()
         for device in self.devices:
-            if not _DEVICE_NAME.match(device.name):
+            if not _DEVICE_NAME.fullmatch(device.name):
                 raise ValueError(f"invalid CDI device name {device.name!r}")
             if device.name in seen:
                 raise ValueError(f"CDI device {device.name!r} is defined twice")
             if not device.edits:
                 raise ValueError(f"CDI device {device.name!r} has no container edits")
             seen.add(device.name)
+        encoded = self.to_json()
+        for text in _strings(encoded):
+            if len(text.encode()) > MAX_SPEC_STRING_BYTES or "\0" in text:
+                raise ValueError(
+                    f"a value of {len(text.encode())} bytes ({text[:40]!r}...): spec values "
+                    f"must be at most {MAX_SPEC_STRING_BYTES} bytes, without NUL"
+                )
+        for entry in self.edits.env + tuple(e for d in self.devices for e in d.edits.env):
+            name, equals, _ = entry.partition("=")
+            if not equals or not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"invalid environment variable name in {entry[:80]!r}")
+        size = len(json.dumps(encoded).encode())
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(f"the spec is {size} bytes, more than {MAX_SPEC_BYTES}")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -170,9 +185,26 @@ class Spec:
         return out
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON document (specs are shallow: a short recursion)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def validate_kind(kind: str) -> None:
     vendor, slash, cdi_class = kind.partition("/")
-    if not slash or not _VENDOR_OR_CLASS.match(vendor) or not _VENDOR_OR_CLASS.match(cdi_class):
+    if (
+        not slash
+        or not _VENDOR_OR_CLASS.fullmatch(vendor)
+        or not _VENDOR_OR_CLASS.fullmatch(cdi_class)
+    ):
         raise ValueError(
             f"invalid CDI kind {kind!r}: want vendor/class, each starting with a letter and "
             "made of letters, digits, '_', '-' and '.'"

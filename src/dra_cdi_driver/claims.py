@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,7 +12,9 @@ from kubernetes.client.exceptions import ApiException
 
 from dra_cdi_driver.config import ConfigEntry
 from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, NoApiError, ResourceApiVersion
+from dra_cdi_driver.limits import MAX_CONFIG_ENTRIES, MAX_RESULTS_PER_CLAIM
 from dra_cdi_driver.model import ClaimError, ClaimRef
+from dra_cdi_driver.validation import is_uid
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class Allocation:
 
 
 class ClaimReader(Protocol):
-    def read(self, claim: ClaimRef) -> dict[str, Any]:
-        """The claim object as JSON; raises ClaimError when it cannot be had."""
+    def read(self, claim: ClaimRef, timeout: float) -> dict[str, Any]:
+        """The claim object as JSON within `timeout` seconds; raises ClaimError when it
+        cannot be had."""
 
 
 class ApiClaimReader:
@@ -44,13 +48,14 @@ class ApiClaimReader:
         self._objects = client.CustomObjectsApi(api) if api is not None else None
         self._version = ResourceApiVersion(api) if api is not None else None
 
-    def read(self, claim: ClaimRef) -> dict[str, Any]:
+    def read(self, claim: ClaimRef, timeout: float) -> dict[str, Any]:
         if self._objects is None or self._version is None:
             raise ClaimError(
                 claim,
                 "no Kubernetes API is configured: start the driver with --kubeconfig "
                 "(KUBECONFIG) or run it in a pod",
             )
+        limit = max(0.1, min(REQUEST_TIMEOUT_S, timeout))
         try:
             obj = self._objects.get_namespaced_custom_object(
                 RESOURCE_GROUP,
@@ -58,10 +63,17 @@ class ApiClaimReader:
                 claim.namespace,
                 "resourceclaims",
                 claim.name,
-                _request_timeout=REQUEST_TIMEOUT_S,
+                _request_timeout=limit,
             )
         except ApiException as err:
             raise ClaimError(claim, _describe_api_error(err, claim)) from None
+        except urllib3.exceptions.TimeoutError:
+            raise ClaimError(
+                claim,
+                "timed out reading the claim from the API server "
+                f"(no answer within {limit:.1f} s); the kubelet will retry",
+                timed_out=True,
+            ) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise ClaimError(
                 claim, f"cannot reach the API server ({err}); the kubelet will retry"
@@ -88,48 +100,108 @@ def _describe_api_error(err: ApiException, claim: ClaimRef) -> str:
 
 
 def parse_allocation(obj: dict[str, Any], claim: ClaimRef, driver_name: str) -> Allocation:
-    """Check that `obj` is the claim the kubelet meant and is allocated; keep what is ours."""
-    uid = (obj.get("metadata") or {}).get("uid")
+    """Check that `obj` is the claim the kubelet meant and is allocated; keep what is ours.
+
+    Every field that is used is checked for its type and shape first: the object comes
+    from the API server, but nothing about it is trusted.
+    """
+    metadata = obj.get("metadata")
+    uid = metadata.get("uid") if isinstance(metadata, dict) else None
     if uid != claim.uid:
+        shown = uid if isinstance(uid, str) and is_uid(uid) else "that is not a UUID"
         raise ClaimError(
             claim,
-            f"UID mismatch: the API server has uid {uid} for {claim.namespace}/{claim.name}; "
+            f"UID mismatch: the API server has uid {shown} for {claim.namespace}/{claim.name}; "
             "the claim was deleted and re-created, so this pod's claim no longer exists",
         )
-    allocation = (obj.get("status") or {}).get("allocation")
+    status = obj.get("status")
+    allocation = status.get("allocation") if isinstance(status, dict) else None
     if not allocation:
         raise ClaimError(claim, "not allocated: status.allocation is empty")
     try:
-        devices = allocation.get("devices") or {}
-        results = tuple(
-            AllocationResult(
-                request=_string(r, "request"),
-                driver=_string(r, "driver"),
-                pool=_string(r, "pool"),
-                device=_string(r, "device"),
-                admin_access=bool(r.get("adminAccess") or False),
-                share_id=r.get("shareID"),
-            )
-            for r in devices.get("results") or ()
-            if r.get("driver") == driver_name
+        devices = _object(allocation, "devices")
+        results = _list(devices, "results", MAX_RESULTS_PER_CLAIM)
+        configs = _list(devices, "config", MAX_CONFIG_ENTRIES)
+        ours = tuple(
+            _result(r, f"results[{i}]")
+            for i, r in enumerate(results)
+            if isinstance(r, dict) and r.get("driver") == driver_name
         )
         config = tuple(
-            ConfigEntry(
-                index=i,
-                source=str(c.get("source", "")),
-                requests=tuple(c.get("requests") or ()),
-                parameters=c["opaque"].get("parameters"),
-            )
-            for i, c in enumerate(devices.get("config") or ())
-            if (c.get("opaque") or {}).get("driver") == driver_name
+            _config(c, f"config[{i}]", i)
+            for i, c in enumerate(configs)
+            if isinstance(c, dict)
+            and _object(c, "opaque", f"config[{i}].").get("driver") == driver_name
         )
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
-        raise ClaimError(claim, f"malformed status.allocation.devices: {err}") from None
-    return Allocation(results=results, config=config)
+    except ValueError as err:
+        raise ClaimError(claim, f"malformed status.allocation.devices.{err}") from None
+    return Allocation(results=ours, config=config)
 
 
-def _string(result: dict[str, Any], key: str) -> str:
-    value = result.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"result field {key!r} is missing or not a string")
+# The shapes the API server gives these fields (resource.k8s.io validation): request names
+# are DNS labels ("req" or "req/subreq"), device names DNS labels, pool names DNS
+# subdomains joined by "/".
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_REQUEST = re.compile(rf"{_LABEL}(/{_LABEL})?")
+_POOL = re.compile(rf"{_LABEL}(\.{_LABEL})*(/{_LABEL}(\.{_LABEL})*)*")
+_POOL_MAX = 253
+
+
+def _object(parent: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}{key}: not an object")
     return value
+
+
+def _list(parent: dict[str, Any], key: str, limit: int) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: not a list")
+    if len(value) > limit:
+        raise ValueError(f"{key}: {len(value)} entries, more than the API allows ({limit})")
+    return value
+
+
+def _field(entry: dict[str, Any], where: str, key: str, shape: re.Pattern[str], limit: int) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or len(value) > limit or not shape.fullmatch(value):
+        raise ValueError(f"{where}.{key}: missing, or not a valid name")
+    return value
+
+
+def _result(entry: dict[str, Any], where: str) -> AllocationResult:
+    share_id = entry.get("shareID")
+    if share_id is not None and not (isinstance(share_id, str) and is_uid(share_id)):
+        raise ValueError(f"{where}.shareID: not a UUID")
+    admin_access = entry.get("adminAccess")
+    if admin_access is not None and not isinstance(admin_access, bool):
+        raise ValueError(f"{where}.adminAccess: not a boolean")
+    return AllocationResult(
+        request=_field(entry, where, "request", _REQUEST, 127),
+        driver=str(entry["driver"]),
+        pool=_field(entry, where, "pool", _POOL, _POOL_MAX),
+        device=_field(entry, where, "device", re.compile(_LABEL), 63),
+        admin_access=bool(admin_access),
+        share_id=share_id,
+    )
+
+
+def _config(entry: dict[str, Any], where: str, index: int) -> ConfigEntry:
+    requests = _list(entry, "requests", MAX_RESULTS_PER_CLAIM)
+    for j, request in enumerate(requests):
+        if not isinstance(request, str) or len(request) > 127 or not _REQUEST.fullmatch(request):
+            raise ValueError(f"{where}.requests[{j}]: not a valid request name")
+    source = entry.get("source", "")
+    if source not in ("FromClass", "FromClaim"):
+        raise ValueError(f"{where}.source: not FromClass or FromClaim")
+    return ConfigEntry(
+        index=index,
+        source=source,
+        requests=tuple(requests),
+        parameters=_object(entry, "opaque", f"{where}.").get("parameters"),
+    )

@@ -16,10 +16,18 @@ entry wins, the claim's entries after the DeviceClass's.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from dra_cdi_driver.limits import (
+    MAX_ENV_ENTRIES,
+    MAX_ENV_VALUE_BYTES,
+    MAX_OPAQUE_BYTES,
+    MAX_OPAQUE_DEPTH,
+)
 
 API_VERSION = "gpu.cdi.example.com/v1alpha1"
 KIND = "GpuConfig"
@@ -27,7 +35,21 @@ SHARING_STRATEGIES = ("Exclusive", "TimeSlicing")
 TIME_SLICES = ("Default", "Short", "Medium", "Long")
 # Variables the driver sets itself; a config must not shadow them.
 RESERVED_ENV_PREFIXES = ("GPU_DEVICE_", "DRA_")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
+def _quoted(value: Any) -> str:
+    """An untrusted value as an error message may show it: quoted, cut short."""
+    text = repr(value)
+    return text if len(text) <= 66 else text[:63] + "..."
+
+
+def _key(key: Any) -> str:
+    """An untrusted field name as an error message shows it: plain, else quoted."""
+    return key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else _quoted(key)
 
 
 class ConfigError(ValueError):
@@ -68,27 +90,44 @@ class ConfigEntry:
 def _reject_unknown(obj: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     for key in obj:
         if key not in allowed:
-            raise ConfigError(f"{where}{key}: unknown field (allowed: {', '.join(allowed)})")
+            raise ConfigError(f"{where}{_key(key)}: unknown field (allowed: {', '.join(allowed)})")
 
 
 def _one_of(value: Any, choices: Sequence[str], where: str) -> str:
     if value not in choices:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{where}: {_quoted(value)} is not one of {', '.join(choices)}")
     return str(value)
+
+
+def _check_size(parameters: Any) -> None:
+    """Depth first (without recursion), then size: a hostile document is refused before
+    anything walks or encodes it whole."""
+    pending: list[tuple[Any, int]] = [(parameters, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_OPAQUE_DEPTH:
+                raise ConfigError(f"parameters: nested deeper than {MAX_OPAQUE_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(parameters, separators=(",", ":")).encode())
+    if size > MAX_OPAQUE_BYTES:
+        raise ConfigError(f"parameters: {size} bytes of JSON, more than {MAX_OPAQUE_BYTES}")
 
 
 def parse(parameters: Any) -> GpuConfig:
     """Validate one entry's `parameters` strictly and return the config it describes."""
+    _check_size(parameters)
     if not isinstance(parameters, dict):
         raise ConfigError("parameters: must be an object")
     _reject_unknown(parameters, ("apiVersion", "kind", "sharing", "env"), "parameters.")
     if parameters.get("apiVersion") != API_VERSION:
         raise ConfigError(
-            f"parameters.apiVersion: {parameters.get('apiVersion')!r} is not supported, "
+            f"parameters.apiVersion: {_quoted(parameters.get('apiVersion'))} is not supported, "
             f"use {API_VERSION!r}"
         )
     if parameters.get("kind") != KIND:
-        raise ConfigError(f"parameters.kind: {parameters.get('kind')!r} is not {KIND!r}")
+        raise ConfigError(f"parameters.kind: {_quoted(parameters.get('kind'))} is not {KIND!r}")
 
     sharing, time_slice = "Exclusive", None
     if "sharing" in parameters:
@@ -111,16 +150,25 @@ def parse(parameters: Any) -> GpuConfig:
         raw = parameters["env"]
         if not isinstance(raw, dict):
             raise ConfigError("parameters.env: must be a map of names to string values")
+        if len(raw) > MAX_ENV_ENTRIES:
+            raise ConfigError(f"parameters.env: {len(raw)} variables, more than {MAX_ENV_ENTRIES}")
         for name, value in raw.items():
+            if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"parameters.env.{_key(name)}: not a POSIX environment variable name "
+                    "(letters, digits and '_', not starting with a digit)"
+                )
             where = f"parameters.env.{name}"
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise ConfigError(f"{where}: not a valid environment variable name")
             if name.startswith(RESERVED_ENV_PREFIXES):
                 raise ConfigError(
                     f"{where}: names starting with {RESERVED_ENV_PREFIXES} are set by the driver"
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: value must be a string (quote it in YAML)")
+            if len(value.encode()) > MAX_ENV_VALUE_BYTES or "\0" in value:
+                raise ConfigError(
+                    f"{where}: value must be at most {MAX_ENV_VALUE_BYTES} bytes, without NUL"
+                )
             env[name] = value
     return GpuConfig(sharing=sharing, time_slice=time_slice, env=env)
 

@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from typing import TypeVar
 
 from dra_cdi_driver import cdi
 from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError
@@ -25,6 +26,7 @@ from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, par
 from dra_cdi_driver.config import ConfigError, GpuConfig, resolve
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.fsutil import UnsafePathError
+from dra_cdi_driver.limits import DEFAULT_CALL_BUDGET_S, MAX_CLAIMS_PER_CALL
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim, PreparedDevice
 from dra_cdi_driver.validation import check_claim_ref
@@ -32,6 +34,7 @@ from dra_cdi_driver.validation import check_claim_ref
 log = logging.getLogger(__name__)
 
 PrepareOutcome = PreparedClaim | ClaimError
+_Outcome = TypeVar("_Outcome")
 
 
 class _KeyedLocks:
@@ -97,18 +100,54 @@ class Driver:
 
     # --- prepare -------------------------------------------------------------------
 
-    def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
-        """Prepare each claim concurrently; one claim's failure never affects another."""
-        if len(claims) == 1:
-            outcomes = [self._prepare_safely(claims[0])]
-        else:
-            outcomes = list(self._executor.map(self._prepare_safely, claims))
-        return {c.uid: o for c, o in zip(claims, outcomes, strict=True)}
+    def prepare(
+        self, claims: Sequence[ClaimRef], deadline: float | None = None
+    ) -> dict[str, PrepareOutcome]:
+        """Prepare each claim concurrently; one claim's failure never affects another.
 
-    def _prepare_safely(self, claim: ClaimRef) -> PrepareOutcome:
+        Answers by `deadline` (time.monotonic(); default: DEFAULT_CALL_BUDGET_S from now):
+        a claim not prepared by then gets a timeout error, so that the kubelet still gets
+        the answer for every other claim of the call.
+        """
+        return self._each(claims, deadline, self._prepare_safely, _prepare_timed_out)
+
+    def _each(
+        self,
+        claims: Sequence[ClaimRef],
+        deadline: float | None,
+        work: Callable[[ClaimRef, float], _Outcome],
+        timed_out: Callable[[ClaimRef], ClaimError],
+    ) -> dict[str, _Outcome | ClaimError]:
+        if len(claims) > MAX_CLAIMS_PER_CALL:
+            problem = (
+                f"malformed request: the call names {len(claims)} claims, more than the "
+                f"{MAX_CLAIMS_PER_CALL} this driver takes in one call"
+            )
+            return {c.uid: ClaimError(c, problem) for c in claims}
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_CALL_BUDGET_S
+        if len(claims) == 1:  # no thread hop: every step of one claim is bounded by itself
+            return {claims[0].uid: work(claims[0], deadline)}
+        futures = [self._executor.submit(work, c, deadline) for c in claims]
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        outcomes: dict[str, _Outcome | ClaimError] = {}
+        for claim, future in zip(claims, futures, strict=True):
+            if future.done():
+                outcomes[claim.uid] = future.result()
+            else:
+                future.cancel()  # not started yet: it never will; running: it finishes alone
+                outcomes[claim.uid] = timed_out(claim)
+        late = sum(1 for o in outcomes.values() if isinstance(o, ClaimError) and o.timed_out)
+        if late:
+            log.warning("call deadline reached", extra=kv(claims=len(claims), timed_out=late))
+        return outcomes
+
+    def _prepare_safely(self, claim: ClaimRef, deadline: float) -> PrepareOutcome:
         started = time.perf_counter()
         try:
-            prepared = self._prepare(claim)
+            if time.monotonic() >= deadline:
+                raise _prepare_timed_out(claim)
+            prepared = self._prepare(claim, deadline)
         except ClaimError as err:
             log.warning("prepare failed", extra=kv(claim=str(claim), error=err.problem))
             return err
@@ -125,14 +164,15 @@ class Driver:
         )
         return prepared
 
-    def _prepare(self, claim: ClaimRef) -> PreparedClaim:
+    def _prepare(self, claim: ClaimRef, deadline: float) -> PreparedClaim:
         check_claim_ref(claim)
         with self._locks.hold(claim.uid):
             done = self.checkpoint.get(claim.uid)
             if done is not None:
                 self._restore_spec(done)
                 return done
-            allocation = parse_allocation(self.claims.read(claim), claim, self.driver_name)
+            obj = self.claims.read(claim, timeout=deadline - time.monotonic())
+            allocation = parse_allocation(obj, claim, self.driver_name)
             prepared = self._build(claim, allocation)
             self._commit(prepared)
             return prepared
@@ -264,15 +304,13 @@ class Driver:
 
     # --- unprepare -----------------------------------------------------------------
 
-    def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, ClaimError | None]:
+    def unprepare(
+        self, claims: Sequence[ClaimRef], deadline: float | None = None
+    ) -> dict[str, ClaimError | None]:
         """Undo Prepare from local state alone; a claim never prepared is a success."""
-        if len(claims) == 1:
-            outcomes = [self._unprepare_safely(claims[0])]
-        else:
-            outcomes = list(self._executor.map(self._unprepare_safely, claims))
-        return {c.uid: o for c, o in zip(claims, outcomes, strict=True)}
+        return self._each(claims, deadline, self._unprepare_safely, _unprepare_timed_out)
 
-    def _unprepare_safely(self, claim: ClaimRef) -> ClaimError | None:
+    def _unprepare_safely(self, claim: ClaimRef, deadline: float) -> ClaimError | None:
         try:
             check_claim_ref(claim)
         except ClaimError as err:
@@ -289,6 +327,24 @@ class Driver:
         if removed or known:
             log.info("claim unprepared", extra=kv(claim=str(claim)))
         return None
+
+
+def _prepare_timed_out(claim: ClaimRef) -> ClaimError:
+    return ClaimError(
+        claim,
+        "timed out reading the claim from the API server before the kubelet's deadline; "
+        "the kubelet will retry",
+        timed_out=True,
+    )
+
+
+def _unprepare_timed_out(claim: ClaimRef) -> ClaimError:
+    return ClaimError(
+        claim,
+        "timed out: the driver did not get to this claim before the kubelet's deadline; "
+        "the kubelet will retry",
+        timed_out=True,
+    )
 
 
 def _first_result_per_device(results: Sequence[AllocationResult]) -> list[AllocationResult]:

@@ -36,10 +36,11 @@ class ClaimError(Exception):
     """This claim cannot be (un)prepared. The message reaches the user through the kubelet,
     so it names the claim, the device where there is one, and what to do."""
 
-    def __init__(self, claim: ClaimRef, problem: str) -> None:
+    def __init__(self, claim: ClaimRef, problem: str, *, timed_out: bool = False) -> None:
         super().__init__(f"claim {claim}: {problem}")
         self.claim = claim
         self.problem = problem
+        self.timed_out = timed_out  # the call's deadline came first
 
 
 @dataclass(frozen=True)

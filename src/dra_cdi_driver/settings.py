@@ -53,7 +53,7 @@ class Settings:
         return self.plugin_dir / "checkpoint"
 
     def validate(self) -> None:
-        if len(self.driver_name) > 63 or not _DNS_SUBDOMAIN.match(self.driver_name):
+        if len(self.driver_name) > 63 or not _DNS_SUBDOMAIN.fullmatch(self.driver_name):
             raise SettingsError(
                 f"--driver-name {self.driver_name!r}: must be a DNS subdomain of at most 63 "
                 "characters (lowercase letters, digits, '-' and '.'), e.g. gpu.example.com"

@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import stat
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -399,6 +400,39 @@ def test_api_server_errors_are_per_claim_errors(
     api.fail_with = 500
     error = _prepare_error(driver_proc, ("default", "flaky", _uid(408)))
     assert "default/flaky" in error and "HTTP 500" in error
+
+
+def test_a_call_answers_by_its_deadline_while_the_api_hangs(
+    driver_proc: DriverProcess, fake_api: tuple[FakeApi, str]
+) -> None:
+    """16 workers x a 10 s GET timeout would take 70 s for 100 claims; the kubelet waits
+    45 s. The driver answers every claim by the caller's deadline (here 8 s) instead."""
+    api, _ = fake_api
+    claims = [_add(api, f"slow{i}", _uid(600 + i), ["gpu-0"]) for i in range(100)]
+    api.hanging = True
+    dra = driver_proc.dra("v1")
+    request = dra.pb.NodePrepareResourcesRequest(claims=dra._claims(claims))
+    started = time.monotonic()
+    try:
+        response = dra._stub.NodePrepareResources(request, timeout=8)
+    finally:
+        took = time.monotonic() - started
+        api.release()
+    assert took < 8, f"answered after {took:.1f} s"
+    assert set(response.claims) == {uid for _, _, uid in claims}
+    for _, name, uid in claims:
+        error = response.claims[uid].error
+        assert f"default/{name}" in error
+        assert "timed out reading the claim from the API server" in error, error
+    assert driver_proc.spec_files() == [] and driver_proc.checkpoint_files() == []
+
+
+def test_a_call_with_too_many_claims_is_refused_claim_by_claim(driver_proc: DriverProcess) -> None:
+    claims = [("default", f"c{i}", _uid(1000 + i)) for i in range(513)]
+    for call in (driver_proc.dra("v1").prepare, driver_proc.dra("v1beta1").unprepare):
+        response = call(*claims)
+        assert len(response.claims) == 513
+        assert all("more than the 512" in a.error for a in response.claims.values())
 
 
 def test_unreachable_api_server_is_a_per_claim_error(make_driver: DriverFactory) -> None:

@@ -77,3 +77,28 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         store.write(UID, {"x": 1})
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    ("edits", "problem"),
+    [
+        (ContainerEdits(env=("A=" + "x" * 8200,)), "must be at most 8192 bytes"),
+        (ContainerEdits(env=("A=x\0y",)), "without NUL"),
+        (ContainerEdits(env=("NOEQUALS",)), "invalid environment variable name"),
+        (ContainerEdits(env=("A\n=1",)), "invalid environment variable name"),
+        (ContainerEdits(mounts=(Mount("/h\0", "/c"),)), "without NUL"),
+        (ContainerEdits(env=tuple(f"V{i}={'x' * 8000}" for i in range(140))), "more than 1048576"),
+    ],
+)
+def test_validate_refuses_what_a_runtime_should_never_be_handed(
+    edits: ContainerEdits, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        _spec(CdiDevice("gpu-0", edits)).validate()
+
+
+def test_names_with_a_trailing_newline_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid CDI device name"):
+        _spec(CdiDevice("gpu-0\n", ENV_ONLY)).validate()
+    with pytest.raises(ValueError, match="invalid CDI kind"):
+        SpecStore(Path("/tmp"), "gpu.example.com/gpu\n")

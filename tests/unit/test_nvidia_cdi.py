@@ -34,7 +34,7 @@ class Claims:
     def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
         self.objects = objects
 
-    def read(self, claim: ClaimRef) -> dict[str, Any]:
+    def read(self, claim: ClaimRef, timeout: float) -> dict[str, Any]:
         return self.objects[claim.uid]
 
 

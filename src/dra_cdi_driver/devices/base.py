@@ -56,7 +56,7 @@ class Device:
     def problems(self) -> list[str]:
         """Everything about this device that the API server would reject."""
         found: list[str] = []
-        if len(self.name) > MAX_DEVICE_NAME or not _DNS_LABEL.match(self.name):
+        if len(self.name) > MAX_DEVICE_NAME or not _DNS_LABEL.fullmatch(self.name):
             found.append(
                 f"device name {self.name!r} is not a DNS label "
                 "(lowercase letters, digits and '-', at most 63)"
@@ -84,7 +84,7 @@ class Device:
                     f"{MAX_STRING_VALUE} characters"
                 )
             if isinstance(value, Version) and (
-                len(value.value) > MAX_STRING_VALUE or not _SEMVER.match(value.value)
+                len(value.value) > MAX_STRING_VALUE or not _SEMVER.fullmatch(value.value)
             ):
                 found.append(
                     f"device {self.name}: attribute {key}={value.value!r} is not a semantic version"
@@ -97,9 +97,9 @@ class Device:
 def qualified_name_problem(name: str) -> str | None:
     """Why `name` is not a valid attribute/capacity name (`[domain/]identifier`), or None."""
     domain, slash, identifier = name.rpartition("/")
-    if slash and (len(domain) > MAX_DOMAIN or not _DNS_SUBDOMAIN.match(domain)):
+    if slash and (len(domain) > MAX_DOMAIN or not _DNS_SUBDOMAIN.fullmatch(domain)):
         return f"attribute name {name!r}: domain {domain!r} is not a DNS subdomain"
-    if len(identifier) > MAX_ATTRIBUTE_ID or not _C_IDENTIFIER.match(identifier):
+    if len(identifier) > MAX_ATTRIBUTE_ID or not _C_IDENTIFIER.fullmatch(identifier):
         return (
             f"attribute name {name!r}: {identifier!r} is not a C identifier "
             f"of at most {MAX_ATTRIBUTE_ID} characters"

@@ -32,4 +32,4 @@ def pcie_root(sysfs: Path, bus_id: str) -> str | None:
         resolved = (sysfs / "bus" / "pci" / "devices" / bus_id).resolve(strict=True)
     except OSError:
         return None
-    return next((part for part in resolved.parts if _ROOT.match(part)), None)
+    return next((part for part in resolved.parts if _ROOT.fullmatch(part)), None)

@@ -6,11 +6,13 @@ so one adapter class serves both, parameterised by the generated module.
 
 from __future__ import annotations
 
+import time
 from types import ModuleType
 from typing import Any
 
 from dra_cdi_driver.driver import Driver
 from dra_cdi_driver.kubelet.pb import kubelet_dra_v1_pb2, kubelet_dra_v1beta1_pb2
+from dra_cdi_driver.limits import ANSWER_MARGIN_S, DEFAULT_CALL_BUDGET_S
 from dra_cdi_driver.model import ClaimError, ClaimRef
 
 VERSIONS: dict[str, ModuleType] = {"v1": kubelet_dra_v1_pb2, "v1beta1": kubelet_dra_v1beta1_pb2}
@@ -23,7 +25,7 @@ class DraService:
         self._has_share_id = "share_id" in pb.Device.DESCRIPTOR.fields_by_name
 
     def NodePrepareResources(self, request: Any, context: Any) -> Any:
-        outcomes = self._driver.prepare(_claim_refs(request))
+        outcomes = self._driver.prepare(_claim_refs(request), _deadline(context))
         response = self._pb.NodePrepareResourcesResponse()
         for uid, outcome in outcomes.items():
             entry = response.claims[uid]
@@ -42,11 +44,21 @@ class DraService:
         return response
 
     def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
-        outcomes = self._driver.unprepare(_claim_refs(request))
+        outcomes = self._driver.unprepare(_claim_refs(request), _deadline(context))
         response = self._pb.NodeUnprepareResourcesResponse()
         for uid, error in outcomes.items():
             response.claims[uid].error = str(error) if error else ""
         return response
+
+
+def _deadline(context: Any) -> float | None:
+    """When the answer must be sent (time.monotonic()): the caller's gRPC deadline less a
+    margin to send it in; None (the driver's default budget) when the caller set none."""
+    remaining: float | None = context.time_remaining()
+    if remaining is None:
+        return None
+    margin = min(ANSWER_MARGIN_S, remaining / 10)
+    return time.monotonic() + min(remaining - margin, DEFAULT_CALL_BUDGET_S)
 
 
 def _claim_refs(request: Any) -> list[ClaimRef]:
