@@ -5,8 +5,9 @@
 #   hack/demo.sh cel-selector shared-claim
 #   KEEP=1 hack/demo.sh opaque-config    # leave the namespace behind to look around
 #
-# Scenarios: gpu-4-3-2, shared-claim, opaque-config, cel-selector (demo/<name>.yaml). Each
-# runs in its own namespace, which is deleted afterwards (so its GPUs are free again).
+# Scenarios: gpu-4-3-2, shared-claim, opaque-config, cel-selector, device-plugin-pods
+# (demo/<name>.yaml). Each runs in its own namespace, which is deleted afterwards (so its
+# GPUs are free again).
 # KUBE_CONTEXT= (empty) runs against the current kubectl context instead of kind's.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -14,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 require "$KUBECTL"
 
 DEMO_DIR="${DEMO_DIR:-$REPO_ROOT/demo}"
-ALL=(gpu-4-3-2 shared-claim opaque-config cel-selector)
+ALL=(gpu-4-3-2 shared-claim opaque-config cel-selector device-plugin-pods)
 POD_TIMEOUT="${POD_TIMEOUT:-180}"
 
 # The namespace a demo file creates.
@@ -104,6 +105,48 @@ scenario_gpu_4_3_2() {
     cleanup "$ns"
 }
 
+# What a container of the device-plugin pods sees of its mock GPUs.
+show_mock() { # NS POD...
+    local ns="$1" pod
+    shift
+    for pod in "$@"; do
+        printf '\n--- pod %s: ls /dev/mock; ls /mock/so; list_device.sh\n' "$pod"
+        k -n "$ns" exec "$pod" -- ls /dev/mock | paste -sd ' ' -
+        k -n "$ns" exec "$pod" -- ls /mock/so | paste -sd ' ' -
+        k -n "$ns" exec "$pod" -- list_device.sh
+    done
+    echo
+}
+
+scenario_device_plugin_pods() {
+    local f="$DEMO_DIR/device-plugin-pods.yaml" ns
+    ns="$(namespace_of device-plugin-pods)"
+    log "pods written for a device plugin: ubuntu1 asks for mock.com/gpu: 4, ubuntu2 for 3"
+    k apply -f "$f" -l dra-demo/step=1
+    wait_ready "$ns" ubuntu1 ubuntu2
+    show_mock "$ns" ubuntu1 ubuntu2
+    log "ubuntu3 asks for 2: only 1 GPU is left, so the scheduler keeps it Pending"
+    k apply -f "$f" -l dra-demo/step=2
+    if wait_for "pod $ns/ubuntu3 to be reported unschedulable" 60 pod_unschedulable "$ns" ubuntu3; then
+        k -n "$ns" get pods -o wide
+        printf '\nscheduler: %s\n\n' "$(k -n "$ns" get pod ubuntu3 \
+            -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}')"
+    else
+        log "ubuntu3 was scheduled: this cluster has more than 8 free GPUs on a node"
+    fi
+    log "deleting pod ubuntu1: its 4 GPUs are free, ubuntu3 starts"
+    k -n "$ns" delete pod ubuntu1 --wait=true
+    wait_ready "$ns" ubuntu3
+    show_mock "$ns" ubuntu3
+    log "pod mixed: a ResourceClaim of its own (1 GPU) and mock.com/gpu: 1"
+    k apply -f "$f" -l dra-demo/step=3
+    wait_ready "$ns" mixed
+    show_mock "$ns" mixed
+    k -n "$ns" get resourceclaims \
+        -o custom-columns='CLAIM:.metadata.name,DEVICES:.status.allocation.devices.results[*].device,POD:.status.reservedFor[*].name'
+    cleanup "$ns"
+}
+
 scenario_simple() { # NAME TITLE
     local name="$1" ns pods
     ns="$(namespace_of "$name")"
@@ -123,6 +166,7 @@ run_scenario() {
     shared-claim) scenario_simple shared-claim "one claim, one GPU, three containers in two pods" ;;
     opaque-config) scenario_simple opaque-config "opaque GpuConfig: time-slicing, exclusive, env" ;;
     cel-selector) scenario_simple cel-selector "a CEL selector: two GPUs with index < 2" ;;
+    device-plugin-pods) scenario_device_plugin_pods ;;
     *) die "unknown scenario $1 (known: ${ALL[*]})" ;;
     esac
 }

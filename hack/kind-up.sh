@@ -4,11 +4,13 @@
 #   hack/kind-up.sh            # KIND_CLUSTER_NAME (dra-cdi-driver), KIND_NODE_IMAGE to override
 #
 # Idempotent: an existing cluster of that name is kept. Needs docker (or podman through
-# KIND_EXPERIMENTAL_PROVIDER), kind v0.32.0+ for the pinned node image, and kubectl.
+# KIND_EXPERIMENTAL_PROVIDER, with DOCKER=podman), kind v0.32.0+ for the pinned node image,
+# and kubectl. Each node gets the classic mock GPU layout (hack/mock-layout.sh: /dev/mock,
+# /mock/so, /mock/bin), which the driver's mock source hands to containers.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
-require "$KIND" "$KUBECTL"
+require "$KIND" "$KUBECTL" "$DOCKER"
 
 if kind_cluster_exists; then
     log "kind cluster $KIND_CLUSTER_NAME exists; keeping it (hack/kind-down.sh removes it)"
@@ -20,6 +22,11 @@ else
     fi
     "$KIND" "${args[@]}"
 fi
+
+log "creating the classic mock GPU layout on the nodes (hack/mock-layout.sh)"
+for node in $("$KIND" get nodes --name "$KIND_CLUSTER_NAME"); do
+    "$DOCKER" exec -i "$node" bash -s -- "${MOCK_DEVICES:-8}" <"$REPO_ROOT/hack/mock-layout.sh"
+done
 
 log "checking that the cluster serves DRA (resource.k8s.io/v1)"
 if ! k get --raw /apis/resource.k8s.io/v1 >/dev/null; then

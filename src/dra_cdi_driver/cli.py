@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "--device-source", "mock", "where devices come from", choices=SOURCES)
     _add(parser, "--mock-devices", "8", "number of mock GPUs", type=int)
     _add(parser, "--mock-dev-dir", "/dev/mock", "host dir of mock device nodes device_<i>")
-    _add(parser, "--mock-lib-dir", "/mock/lib", "host dir of mock libraries device_<i>.so")
+    _add(parser, "--mock-lib-dir", "/mock/so", "host dir of mock libraries device_<i>.so")
+    _add(
+        parser,
+        "--mock-bin-dir",
+        "/mock/bin",
+        "host dir of tools mounted into /usr/local/bin of every container with a mock GPU",
+    )
     _add(
         parser,
         "--nvidia-driver-root",
@@ -189,6 +195,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         mock_devices=args.mock_devices,
         mock_dev_dir=Path(args.mock_dev_dir),
         mock_lib_dir=Path(args.mock_lib_dir),
+        mock_bin_dir=Path(args.mock_bin_dir),
         log_level=args.log_level,
         log_format=args.log_format,
         prepare_workers=args.prepare_workers,

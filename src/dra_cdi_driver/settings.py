@@ -29,6 +29,7 @@ class Settings:
     mock_devices: int
     mock_dev_dir: Path
     mock_lib_dir: Path
+    mock_bin_dir: Path
     log_level: str
     log_format: str
     prepare_workers: int = 16

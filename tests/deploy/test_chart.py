@@ -110,7 +110,14 @@ def test_daemonset_mounts_the_kubelet_dirs_and_the_cdi_root_at_their_host_paths(
             "DirectoryOrCreate",
         ),
         "/var/run/cdi": ("/var/run/cdi", "DirectoryOrCreate"),
+        # The classic mock layout (hack/mock-layout.sh), read-only; empty where missing.
+        "/dev/mock": ("/dev/mock", "DirectoryOrCreate"),
+        "/mock/so": ("/mock/so", "DirectoryOrCreate"),
+        "/mock/bin": ("/mock/bin", "DirectoryOrCreate"),
     }
+    container = daemonset_container(rendered)
+    read_only = {m["mountPath"] for m in container["volumeMounts"] if m.get("readOnly")}
+    assert read_only == {"/dev/mock", "/mock/so", "/mock/bin"}
 
 
 def test_daemonset_env_gives_the_driver_its_node_and_settings(rendered: list[Obj]) -> None:
@@ -120,6 +127,11 @@ def test_daemonset_env_gives_the_driver_its_node_and_settings(rendered: list[Obj
     assert env["DRIVER_NAME"] == DRIVER
     assert env["DEVICE_SOURCE"] == "mock"
     assert env["MOCK_DEVICES"] == "8"
+    assert (env["MOCK_DEV_DIR"], env["MOCK_LIB_DIR"], env["MOCK_BIN_DIR"]) == (
+        "/dev/mock",
+        "/mock/so",
+        "/mock/bin",
+    )
     assert env["KUBELET_DIR"] == "/var/lib/kubelet"
     assert env["CDI_ROOT"] == "/var/run/cdi"
     assert env["LOG_LEVEL"] == "info"
@@ -188,7 +200,8 @@ def test_container_runs_as_root_with_nothing_else(rendered: list[Obj]) -> None:
 
 def test_kubelet_dir_moves_both_kubelet_mounts(helm: str) -> None:
     objs = template(helm, {"kubeletDir": "/var/lib/k0s/kubelet/"})
-    assert host_mounts(objs) == {
+    mounts = {path: m for path, m in host_mounts(objs).items() if "mock" not in path}
+    assert mounts == {
         "/var/lib/k0s/kubelet/plugins_registry": (
             "/var/lib/k0s/kubelet/plugins_registry",
             "Directory",
@@ -254,6 +267,9 @@ def test_values_reach_the_objects(helm: str) -> None:
         ({"logLevel": "verbose"}, "/logLevel"),
         ({"mockDevices": -1}, "/mockDevices"),
         ({"kubeletdir": "/x"}, "additional properties 'kubeletdir' not allowed"),
+        ({"mock.libDir": "so"}, "/mock/libDir"),
+        ({"mock.extendedResourceName": "gpu"}, "/mock/extendedResourceName"),
+        ({"nvidia.extendedResourceName": "a b/c"}, "/nvidia/extendedResourceName"),
     ],
 )
 def test_bad_values_are_refused_with_the_value_named(
@@ -276,6 +292,20 @@ def test_deviceclass_is_the_one_of_deploy_deviceclass_yaml(rendered: list[Obj]) 
     assert chart["apiVersion"] == plain["apiVersion"]
     assert chart["metadata"]["name"] == plain["metadata"]["name"]
     assert chart["spec"] == plain["spec"]
+
+
+def test_extended_resource_name_is_mock_com_gpu_for_mock_and_off_for_nvidia(helm: str) -> None:
+    def extended(values: dict[str, object]) -> object:
+        return one(template(helm, values), "DeviceClass")["spec"].get("extendedResourceName")
+
+    assert extended({}) == "mock.com/gpu"
+    assert extended({"mock.extendedResourceName": "example.com/gpu"}) == "example.com/gpu"
+    assert extended({"mock.extendedResourceName": ""}) is None
+    # nvidia.com/gpu would collide with NVIDIA's device plugin: only when asked for.
+    assert extended({"deviceSource": "nvidia"}) is None
+    assert extended(
+        {"deviceSource": "nvidia", "nvidia.extendedResourceName": "nvidia.com/gpu"}
+    ) == ("nvidia.com/gpu")
 
 
 def test_admission_policy_is_scoped_to_the_driver_and_compares_node_names(

@@ -1,7 +1,7 @@
 """Fixtures of the end-to-end tests: one cluster per session, one namespace per test.
 
-The provider comes from E2E_PROVIDER (local | existing | kind; default local without a
-Docker engine). When a test fails, the tail of every component's log is attached to its
+The provider comes from E2E_PROVIDER (local | existing | kind; default local). When a test
+fails, the tail of every component's log is attached to its
 report. See tests/e2e/README.md.
 """
 
@@ -61,7 +61,7 @@ def _save_artifacts(c: E2ECluster) -> None:
         return
     d = Path(dest)
     d.mkdir(parents=True, exist_ok=True)
-    for name, path in c.log_files.items():
+    for name, path in c.current_log_files().items():
         if path.exists():
             shutil.copy(path, d / f"{name}.log")
 
@@ -97,6 +97,13 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     if rep.failed and rep.when in ("call", "setup") and _cluster is not None:
-        for title, text in logs.tails(_cluster.log_files):
+        for title, text in logs.tails(_cluster.current_log_files()):
             rep.sections.append((title, text))
     return rep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if providers.SUMMARY:
+        terminalreporter.section("e2e figures")
+        for line in providers.SUMMARY:
+            terminalreporter.write_line(line)

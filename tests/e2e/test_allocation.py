@@ -37,16 +37,18 @@ def test_eight_gpus_go_to_pods_exclusively_and_a_waiting_pod_starts_when_freed(
     assert set(a) | set(b) <= {f"gpu-{i}" for i in range(NODE_GPUS)}
 
     if cluster.mock_dir is not None:
-        # The CDI spec's device nodes and mounts reached the container too, and only its own.
-        listing = k.exec(
-            ns, "a", ["ls", str(cluster.mock_dir / "dev"), str(cluster.mock_dir / "lib")]
-        )
+        # The CDI spec's device nodes and libraries reached the container at the classic
+        # paths, and only its own; the tools of /mock/bin are on its PATH.
+        listing = k.exec(ns, "a", ["ls", "/dev/mock", "/mock/so"])
         names = set(listing.split())
         for dev in a:
             i = dev.split("-")[1]
             assert f"device_{i}" in names and f"device_{i}.so" in names, listing
         for dev in b:
             assert f"device_{dev.split('-')[1]}" not in names, listing
+        listed = k.exec(ns, "a", ["list_device.sh"]).splitlines()
+        indexes = sorted(d.split("-")[1] for d in a)
+        assert listed == [f"device_{i} /mock/so/device_{i}.so" for i in indexes], listed
 
     # Only one GPU is left: a pod wanting two is not scheduled, and says why.
     k.create(_template_pod("c", "gpus-2"), ns=ns)

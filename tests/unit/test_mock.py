@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -28,6 +29,7 @@ def test_devices_are_named_and_stable_per_node(tmp_path: Path) -> None:
 def test_missing_host_paths_are_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     source = MockSource("n", 2, dev_dir=tmp_path / "none", lib_dir=tmp_path / "none")
     source.discover()
     source.discover()
@@ -43,9 +45,13 @@ def test_host_device_nodes_and_libraries_are_handed_over(tmp_path: Path) -> None
     devices = MockSource("n", 2, dev_dir=tmp_path / "dev", lib_dir=tmp_path / "lib").discover()
     assert devices[0].edits.device_nodes == ()
     [node] = devices[1].edits.device_nodes
-    assert node.path == str(tmp_path / "dev" / "device_1")
+    # The classic paths inside the container, wherever the host keeps them.
+    assert (node.path, node.host_path) == ("/dev/mock/device_1", str(tmp_path / "dev" / "device_1"))
     [mount] = devices[1].edits.mounts
-    assert mount.container_path == str(tmp_path / "lib" / "device_1.so")
+    assert (mount.host_path, mount.container_path) == (
+        str(tmp_path / "lib" / "device_1.so"),
+        "/mock/so/device_1.so",
+    )
     assert "ro" in mount.options
 
 
@@ -66,3 +72,41 @@ def test_problems_name_what_the_api_server_would_reject() -> None:
     assert "long is longer than 64" in problems
     assert "memory='lots' is not a Kubernetes quantity" in problems
     assert "no container edits" in problems
+
+
+def test_the_classic_layout_is_the_default() -> None:
+    source = MockSource("n", 1)
+    assert (source.dev_dir, source.lib_dir, source.bin_dir) == (
+        Path("/dev/mock"),
+        Path("/mock/so"),
+        Path("/mock/bin"),
+    )
+
+
+def test_every_tool_is_mounted_read_only_into_usr_local_bin_once_per_claim(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "list_device.sh").write_text("#!/bin/sh\nls /dev/mock\n")
+    (tools / "gpu-info").write_text("x")
+    (tools / "escape").symlink_to("/etc/shadow")  # a bind mount would follow it: skipped
+    (tools / "subdir").mkdir()
+    source = MockSource("n", 2, dev_dir=tmp_path, lib_dir=tmp_path, bin_dir=tools)
+    devices = source.discover()
+    mounts = source.claim_edits(devices).mounts
+    assert [(m.host_path, m.container_path) for m in mounts] == [
+        (str(tools / "gpu-info"), "/usr/local/bin/gpu-info"),
+        (str(tools / "list_device.sh"), "/usr/local/bin/list_device.sh"),
+    ]
+    assert all({"ro", "nosuid", "nodev", "bind"} <= set(m.options) for m in mounts)
+    assert not any(
+        m.container_path.startswith("/usr/local/bin") for d in devices for m in d.edits.mounts
+    )
+    assert source.claim_edits([]).mounts == ()
+    assert sum("not a plain regular file" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_no_tools_dir_means_no_tools(tmp_path: Path) -> None:
+    source = MockSource("n", 1, dev_dir=tmp_path, lib_dir=tmp_path, bin_dir=tmp_path / "none")
+    assert source.claim_edits(source.discover()).mounts == ()

@@ -236,6 +236,7 @@ def settings(count: int) -> Settings:
         mock_devices=count,
         mock_dev_dir=Path("/nonexistent"),
         mock_lib_dir=Path("/nonexistent"),
+        mock_bin_dir=Path("/nonexistent"),
         log_level="info",
         log_format="text",
     )

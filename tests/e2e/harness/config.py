@@ -13,6 +13,7 @@ REPO_ROOT = E2E_DIR.parent.parent
 LOCAL_DIR = E2E_DIR / "local"
 
 DRIVER_NAME = "gpu.cdi.example.com"
+EXTENDED_RESOURCE = "mock.com/gpu"  # the chart's DeviceClass serves it for the mock source
 NODE_NAME = "e2e-node"
 PAUSE_IMAGE = "registry.local/pause:e2e"
 TEST_IMAGE = "registry.local/busybox:e2e"

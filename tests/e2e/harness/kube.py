@@ -298,12 +298,21 @@ def claim(name: str, count: int = 1, **kw: Any) -> Obj:
     }
 
 
-def device_class(name: str = config.DRIVER_NAME, driver: str = config.DRIVER_NAME) -> Obj:
+def device_class(
+    name: str = config.DRIVER_NAME,
+    driver: str = config.DRIVER_NAME,
+    extended_resource: str | None = None,
+) -> Obj:
+    """A DeviceClass selecting every device of `driver`; with `extended_resource`, pods that
+    ask for it in resources.limits get its devices (what the chart installs for mock)."""
+    spec: Obj = {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]}
+    if extended_resource:
+        spec["extendedResourceName"] = extended_resource
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "DeviceClass",
         "metadata": {"name": name},
-        "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]},
+        "spec": spec,
     }
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +20,10 @@ from pathlib import Path
 from . import config, kube, logs, procs
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+# Figures a provider measured, printed at the end of the session (tests/e2e/conftest.py).
+SUMMARY: list[str] = []
 
 
 class ProviderUnavailable(Exception):
@@ -37,12 +39,22 @@ class E2ECluster:
     # Host paths of the driver on node_name; set when the tests run on that host.
     cdi_root: Path | None = None
     plugin_dir: Path | None = None
-    # Where the mock device nodes and libraries live (they show up in containers at that path).
+    # The root of the classic mock layout on the node: <mock_dir>/dev/mock/device_<i> and
+    # <mock_dir>/mock/so/device_<i>.so (they show up in containers at those paths).
     mock_dir: Path | None = None
     # Logs to show when a test fails: component name -> file.
     log_files: dict[str, Path] = field(default_factory=dict)
     local: object | None = None  # LocalCluster for the local provider
     driver: object | None = None  # LocalDriver for the local provider
+    kind: object | None = None  # KindCluster for the kind provider
+
+    def current_log_files(self) -> dict[str, Path]:
+        """The logs to show now; the kind provider reads them off the node first."""
+        from .kind import KindCluster
+
+        if isinstance(self.kind, KindCluster):
+            return {**self.log_files, **self.kind.collect_logs()}
+        return self.log_files
 
     @property
     def host_access(self) -> bool:
@@ -102,18 +114,7 @@ def provider_name() -> str:
         if name not in ("local", "existing", "kind"):
             raise ValueError(f"E2E_PROVIDER={name!r}: use local, existing or kind")
         return name
-    if shutil.which("kind") and docker_engine_available():
-        return "kind"
     return "local"
-
-
-def docker_engine_available() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=15).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 @contextmanager
@@ -153,17 +154,16 @@ def _local() -> Iterator[E2ECluster]:
         t0 = time.monotonic()
         cluster.up()
         k = kube.Kube(cluster.kubeconfig)
-        k.apply(kube.device_class())
-        mock = cluster.L.root / "mock"
+        k.apply(kube.device_class(extended_resource=config.EXTENDED_RESOURCE))
+        mock = cluster.L.root / "mock-root"
         driver = LocalDriver(
             cluster, command, mock_devices=int(os.environ.get("E2E_MOCK_DEVICES", "8"))
         )
-        _make_mock_host_files(mock, driver.mock_devices)
+        _make_mock_layout(mock, driver.mock_devices)
         driver.proc.argv += [
-            "--mock-dev-dir",
-            str(mock / "dev"),
-            "--mock-lib-dir",
-            str(mock / "lib"),
+            f"--mock-dev-dir={mock}/dev/mock",
+            f"--mock-lib-dir={mock}/mock/so",
+            f"--mock-bin-dir={mock}/mock/bin",
         ]
         driver.start()
         driver.wait_sockets()
@@ -190,17 +190,9 @@ def _local() -> Iterator[E2ECluster]:
         cluster.down()
 
 
-def _make_mock_host_files(root: Path, count: int) -> None:
-    """The mock source hands /dev/mock/device_<i> and /mock/lib/device_<i>.so to containers
-    when they exist; make them (as copies of /dev/null's numbers) under the cluster dir."""
-    (root / "dev").mkdir(parents=True, exist_ok=True)
-    (root / "lib").mkdir(parents=True, exist_ok=True)
-    null = os.stat("/dev/null")
-    for i in range(count):
-        node = root / "dev" / f"device_{i}"
-        if not node.exists():
-            os.mknod(node, 0o666 | 0o020000, null.st_rdev)
-        (root / "lib" / f"device_{i}.so").write_text(f"mock library of gpu-{i}\n")
+def _make_mock_layout(root: Path, count: int) -> None:
+    """The classic mock layout (hack/mock-layout.sh), under `root` instead of /."""
+    subprocess.run([str(REPO / "hack" / "mock-layout.sh"), str(count), str(root)], check=True)
 
 
 def _existing(kubeconfig: str | None, provider: str = "existing") -> E2ECluster:
@@ -214,7 +206,7 @@ def _existing(kubeconfig: str | None, provider: str = "existing") -> E2ECluster:
             "ResourceSlices (is the driver installed?); set E2E_NODE"
         )
     if k.get_or_none("deviceclass", config.DRIVER_NAME) is None:
-        k.apply(kube.device_class())
+        k.apply(kube.device_class(extended_resource=config.EXTENDED_RESOURCE))
     host = os.environ.get("E2E_HOST_CDI_ROOT")
     return E2ECluster(
         provider=provider,
@@ -237,35 +229,35 @@ def _node_with_slices(k: kube.Kube) -> str | None:
 
 @contextmanager
 def _kind() -> Iterator[E2ECluster]:
-    """A kind cluster from kind-config.yaml with the image loaded and the chart installed,
-    through the same hack/ scripts a user runs (deploy/README.md); deleted afterwards unless
-    E2E_KEEP_CLUSTER is set. Then the tests see it as an `existing` cluster."""
-    if not (shutil.which("kind") and docker_engine_available()):
-        raise ProviderUnavailable("kind provider: needs kind and a running Docker engine")
-    for script in ("kind-up.sh", "kind-load.sh", "kind-install.sh"):
-        subprocess.run([str(REPO / "hack" / script)], check=True, cwd=REPO)
-    name = os.environ.get("KIND_CLUSTER_NAME", "dra-cdi-driver")
-    kubeconfig = Path(tempfile.mkdtemp(prefix="dra-e2e-kind-")) / "kubeconfig"
-    kubeconfig.write_text(
-        subprocess.run(
-            ["kind", "get", "kubeconfig", "--name", name],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    """A kind cluster made by the user's own hack/kind-*.sh workflow (harness/kind.py); then
+    the tests see it as an `existing` cluster. Deleted afterwards, and the Docker engine
+    stopped when the harness started it, unless E2E_KEEP_CLUSTER is set."""
+    from . import engine
+    from .kind import KindCluster, available, node_image
+
+    reason = available()
+    if reason:
+        raise ProviderUnavailable(reason)
+    docker = engine.up()
+    kind: KindCluster | None = None
     try:
-        deadline = time.monotonic() + 120
-        while True:  # the driver publishes its slices moments after its pod is ready
-            try:
-                cluster = _existing(str(kubeconfig), provider="kind")
-                break
-            except ProviderUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
+        kind = KindCluster(docker, node_image(docker.env))
+        t0 = time.monotonic()
+        kind.up()
+        cluster = _existing(str(kind.kubeconfig), provider="kind")
+        cluster.kind = kind
+        kind.timings["cluster ready"] = time.monotonic() - t0
         yield cluster
+    except BaseException as e:
+        if kind is not None and not isinstance(e, GeneratorExit):
+            print(logs.tails_text(kind.collect_logs(), scale=0.5))
+        raise
     finally:
-        if not os.environ.get("E2E_KEEP_CLUSTER"):
-            subprocess.run([str(REPO / "hack" / "kind-down.sh")], check=False, cwd=REPO)
-        shutil.rmtree(kubeconfig.parent, ignore_errors=True)
+        if os.environ.get("E2E_KEEP_CLUSTER"):
+            where = kind.kubeconfig if kind else "-"
+            print(f"\n[e2e] E2E_KEEP_CLUSTER is set: kind cluster kept, KUBECONFIG={where}")
+        elif kind is not None:
+            SUMMARY.extend(f"kind: {line}" for line in kind.summary())
+            kind.down()
+        elif docker.ours:
+            engine.down()
