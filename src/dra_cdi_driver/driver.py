@@ -25,6 +25,7 @@ from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError
 from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, parse_allocation
 from dra_cdi_driver.config import ConfigError, GpuConfig, resolve
 from dra_cdi_driver.devices import Device, Inventory
+from dra_cdi_driver.faults import crash_point
 from dra_cdi_driver.fsutil import UnsafePathError
 from dra_cdi_driver.limits import DEFAULT_CALL_BUDGET_S, MAX_CLAIMS_PER_CALL
 from dra_cdi_driver.logs import kv
@@ -83,17 +84,32 @@ class Driver:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="prepare")
 
     def recover(self) -> None:
-        """Load the checkpoint and clean up what an earlier run or boot left behind."""
+        """Load the checkpoint and make the CDI root agree with it: the specs of claims that
+        are not prepared (an earlier boot, a crash mid-unprepare) go, and a prepared claim
+        whose spec is missing (a crash between record and spec) gets it back."""
         self.specs.root.mkdir(parents=True, exist_ok=True, mode=0o755)
         self.specs.dir.remove_temporaries()
         for stale in self.checkpoint.load():
-            self.specs.remove(stale.claim.uid)
+            self._remove_spec(stale.claim.uid)
         for uid in list(self.specs.claim_uids()):
             if self.checkpoint.get(uid) is None:
                 log.info("removing CDI spec of a claim that is not prepared", extra=kv(uid=uid))
-                self.specs.remove(uid)
-        prepared = sum(1 for _ in self.checkpoint.claims())
-        log.info("checkpoint loaded", extra=kv(prepared_claims=prepared))
+                self._remove_spec(uid)
+        prepared = list(self.checkpoint.claims())
+        for claim in prepared:
+            try:
+                self._restore_spec(claim)
+            except ClaimError as err:  # the kubelet's next Prepare of it reports the same
+                log.error(
+                    "cannot rewrite a CDI spec", extra=kv(claim=str(claim.claim), error=err.problem)
+                )
+        log.info("checkpoint loaded", extra=kv(prepared_claims=len(prepared)))
+
+    def _remove_spec(self, uid: str) -> None:
+        try:
+            self.specs.remove(uid)
+        except OSError as err:  # refused by the gate, or not removable: say so, keep going
+            log.error("cannot remove a CDI spec", extra=kv(uid=uid, error=str(err)))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -172,6 +188,7 @@ class Driver:
                 self._restore_spec(done)
                 return done
             obj = self.claims.read(claim, timeout=deadline - time.monotonic())
+            crash_point("prepare:after-api-read")
             allocation = parse_allocation(obj, claim, self.driver_name)
             prepared = self._build(claim, allocation)
             self._commit(prepared)
@@ -288,11 +305,13 @@ class Driver:
             self.checkpoint.add(prepared)
         except CheckpointError as err:
             raise ClaimError(prepared.claim, str(err)) from None
+        crash_point("prepare:after-checkpoint-write")
         try:
             self.specs.write(uid, prepared.cdi_spec)
         except OSError as err:
             self.checkpoint.remove(uid)
             raise ClaimError(prepared.claim, self._cdi_write_problem(uid, err)) from None
+        crash_point("prepare:after-spec-write")
 
     def _cdi_write_problem(self, uid: str, err: OSError) -> str:
         if isinstance(err, UnsafePathError):
@@ -319,6 +338,7 @@ class Driver:
         try:
             with self._locks.hold(claim.uid):
                 removed = self.specs.remove(claim.uid)
+                crash_point("unprepare:after-spec-remove")
                 known = self.checkpoint.get(claim.uid) is not None
                 self.checkpoint.remove(claim.uid)
         except (OSError, CheckpointError) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,7 @@ class DriverProcess:
     root: Path
     kubeconfig: Path
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to this environment
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +86,9 @@ class DriverProcess:
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 20.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import stat
@@ -70,15 +71,22 @@ def test_rejected_registration_is_logged_as_an_error_quoting_the_kubelet(
     assert "plugin name already registered" in rejected[0]
 
 
-def test_sockets_and_dirs_are_not_world_writable(driver_proc: DriverProcess) -> None:
-    for path in (
-        driver_proc.dra_socket,
-        driver_proc.registration_socket,
-        driver_proc.plugin_dir,
-        driver_proc.plugin_dir / "checkpoint",
-    ):
-        assert not path.stat().st_mode & 0o002, path
-    assert stat.S_ISSOCK(driver_proc.dra_socket.stat().st_mode)
+def test_permissions_keep_others_out(
+    driver_proc: DriverProcess, fake_api: tuple[FakeApi, str]
+) -> None:
+    api, _ = fake_api
+    driver_proc.dra("v1").prepare(_add(api, "perm", _uid(2), ["gpu-0"]))
+    # Anyone who can connect to the sockets can prepare and unprepare: root and its group only.
+    for sock in (driver_proc.dra_socket, driver_proc.registration_socket):
+        mode = sock.stat().st_mode
+        assert stat.S_ISSOCK(mode) and mode & 0o007 == 0, (sock, oct(mode))
+    # Nobody else may plant or replace a file the runtime or a restarted driver trusts.
+    [spec] = driver_proc.spec_files()
+    for path in (driver_proc.plugin_dir, driver_proc.plugin_dir / "checkpoint", spec):
+        assert path.stat().st_mode & 0o022 == 0, (path, oct(path.stat().st_mode))
+    # A record holds a claim's devices and spec: root's alone.
+    [record] = driver_proc.checkpoint_files()
+    assert record.stat().st_mode & 0o777 == 0o600 and record.stat().st_uid == os.getuid()
 
 
 def test_sigterm_removes_sockets_and_a_stale_socket_is_replaced(
