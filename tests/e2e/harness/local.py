@@ -126,6 +126,9 @@ class Layout:
         return self.kubelet_root / "plugins" / driver
 
 
+SECOND_APISERVER = "kube-apiserver-b"
+
+
 class LocalCluster:
     """A running (or to-be-started) local cluster. Use as a context manager or up()/down()."""
 
@@ -295,6 +298,34 @@ class LocalCluster:
         self.stop_kubelet()
         self.procs["kubelet"].start()
 
+    def second_apiserver(self) -> Path:
+        """Start a second kube-apiserver on the same etcd, as a highly available control
+        plane has; returns an admin kubeconfig that talks to it alone. Stop and start it
+        with stop_apiserver/start_apiserver(SECOND_APISERVER)."""
+        if SECOND_APISERVER not in self.procs:
+            self.ports["apiserver-b"] = free_port()
+            self._save_state()
+            self._start_apiserver(SECOND_APISERVER, "apiserver-b")
+            self._wait_apiserver(SECOND_APISERVER, "apiserver-b")
+        kubeconfig = self.L.root / "admin-b.kubeconfig"
+        pki.write_kubeconfig(
+            kubeconfig,
+            server=f"https://127.0.0.1:{self.ports['apiserver-b']}",
+            pki=self.pki,
+            user="admin",
+            name="e2e-admin",
+        )
+        return kubeconfig
+
+    def stop_apiserver(self, name: str = "kube-apiserver") -> None:
+        """An outage of an API server: its clients get connection refused."""
+        self.procs[name].stop()
+
+    def start_apiserver(self, name: str = "kube-apiserver") -> None:
+        self.procs[name].start()
+        port_name = "apiserver" if name == "kube-apiserver" else "apiserver-b"
+        self._wait_apiserver(name, port_name)
+
     def wait_node_ready(self, timeout: float = 120) -> None:
         procs.wait_for(
             f"node {self.node_name} Ready",
@@ -386,20 +417,20 @@ class LocalCluster:
             procs=[self.procs["etcd"]],
         )
 
-    def _start_apiserver(self) -> None:
+    def _start_apiserver(self, name: str = "kube-apiserver", port_name: str = "apiserver") -> None:
         p = self.pki
         self._start(
-            "kube-apiserver",
+            name,
             [
                 str(self.bins.kube_apiserver),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['apiserver']}",
+                f"--secure-port={self.ports[port_name]}",
                 # The kubernetes Service's endpoint must not be loopback; nothing uses it (no
                 # kube-proxy, pods use host networking), so do not maintain it.
                 f"--advertise-address={self.node_ip}",
                 "--endpoint-reconciler-type=none",
-                f"--cert-dir={self.L.root / 'apiserver-certs'}",
+                f"--cert-dir={self.L.root / f'{name}-certs'}",
                 f"--tls-cert-file={p.crt('apiserver')}",
                 f"--tls-private-key-file={p.key('apiserver')}",
                 f"--client-ca-file={p.ca}",
@@ -425,13 +456,13 @@ class LocalCluster:
             ],
         )
 
-    def _wait_apiserver(self) -> None:
+    def _wait_apiserver(self, name: str = "kube-apiserver", port_name: str = "apiserver") -> None:
         procs.wait_for(
-            "kube-apiserver /readyz",
-            lambda: self._https_ok(self.ports["apiserver"], "/readyz"),
+            f"{name} /readyz",
+            lambda: self._https_ok(self.ports[port_name], "/readyz"),
             180,
             interval=1,
-            procs=[self.procs["kube-apiserver"], self.procs["etcd"]],
+            procs=[self.procs[name], self.procs["etcd"]],
         )
 
     def _start_controller_manager(self) -> None:

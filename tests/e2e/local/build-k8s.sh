@@ -9,7 +9,7 @@ K8S_VERSION="${K8S_VERSION:-$(awk '$1=="require"{$1=""; $0=$0} $1=="k8s.io/kuber
 [ -n "$K8S_VERSION" ] || { echo "cannot read the k8s.io/kubernetes version from $moddir/go.mod" >&2; exit 1; }
 cache="${DRA_E2E_CACHE:-$HOME/.cache/dra-cdi-driver-e2e}"
 bin="$cache/k8s-$K8S_VERSION/bin"
-# kubeadm and kube-proxy are for the kind node image (hack/kind-node-image.sh), built in the same
+# kubeadm and kube-proxy are for the kind node image (tests/e2e/kind/node-image.sh), built in the same
 # go build so that both providers run the very same Kubernetes.
 cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kubeadm kube-proxy)
 
