@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ COMMANDS = {
     "devices": "print this node's devices and the ResourceSlices that would be published, "
     "as YAML, without touching the cluster",
     "cleanup": "delete this node's ResourceSlices of this driver (for uninstall)",
+    "doctor": "check, without changing anything, that this node is ready for the driver: "
+    "one line per check (ok, warn, fail); exit 1 when a check fails",
 }
 
 
@@ -46,6 +48,12 @@ def _add(parser: argparse.ArgumentParser, flag: str, default: Any, help: str, **
     """Add `flag` with its environment mirror as the default."""
     env = _env_name(flag)
     value = os.environ.get(env, default)
+    choices = kw.get("choices")
+    if choices is not None and value is not None and env in os.environ:
+        # argparse checks what is typed, not defaults: a bad environment value would pass.
+        check = kw.get("type", str)
+        if check(value) not in choices:
+            parser.error(f"{env}={value!r}: choose from {', '.join(map(str, choices))}")
     shown = "" if default is None else f", default {default}"
     parser.add_argument(flag, default=value, help=f"{help} [env {env}{shown}]", **kw)
 
@@ -167,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.lower,
     )
     _add(parser, "--log-format", "text", "log line format", choices=["text", "json"])
+    _add(
+        parser,
+        "--containerd-config",
+        "/etc/containerd/config.toml",
+        "doctor: the node's containerd config, read to check its CDI settings",
+    )
+    _add(
+        parser,
+        "--doctor-output",
+        "text",
+        "doctor: one line per check (text) or a JSON list",
+        choices=["text", "json"],
+    )
     return parser
 
 
@@ -230,6 +251,12 @@ def _cleanup(settings: Settings) -> int:
     return 0
 
 
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from dra_cdi_driver.doctor import doctor
+
+    return doctor(settings, Path(args.containerd_config), args.doctor_output)
+
+
 def _run(settings: Settings) -> int:
     from dra_cdi_driver import app
 
@@ -241,7 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     logs.setup(settings.log_level, settings.log_format)
-    command = {"run": _run, "devices": _devices, "cleanup": _cleanup}[args.command]
+    commands: dict[str, Callable[[Settings], int]] = {
+        "run": _run,
+        "devices": _devices,
+        "cleanup": _cleanup,
+        "doctor": lambda s: _doctor(s, args),
+    }
+    command = commands[args.command]
     try:
         settings.validate()
         return command(settings)

@@ -21,6 +21,7 @@ EXPECTED_RULES = {
     ("resource.k8s.io", "resourceclaims"): {"get"},
     ("resource.k8s.io", "resourceslices"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "nodes"): {"get"},
+    ("resource.k8s.io", "deviceclasses"): {"get"},  # `dra-cdi-driver doctor` reads its class
 }
 
 

@@ -79,3 +79,13 @@ def test_a_broken_kubeconfig_is_a_one_line_error(
     err = capsys.readouterr().err
     assert f"cannot use --kubeconfig {kubeconfig}" in err
     assert "Traceback" not in err
+
+
+def test_a_bad_environment_value_is_refused_like_a_bad_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    with pytest.raises(SystemExit) as exited:
+        main(["devices"])
+    assert exited.value.code == 2
+    assert "LOG_FORMAT='xml': choose from text, json" in capsys.readouterr().err
