@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # Where `make run` keeps its sockets, checkpoint and CDI specs (no root needed).
 RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: run test unit e2e e2e-setup tools lint manifests protos bench clean
+.PHONY: run test unit e2e e2e-kind e2e-setup tools lint manifests protos bench clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ $(STAMP):
 run: $(STAMP)
 	$(BIN)/dra-cdi-driver --kubelet-dir $(RUN_DIR)/kubelet --cdi-root $(RUN_DIR)/cdi $(ARGS)
 
-## test: lint, type-check, unit + integration + deploy tests, then the e2e suites on a local cluster
-test: lint tools e2e-setup unit e2e
+## test: lint, type-check, unit + integration + deploy tests, then the e2e suites on a local
+##       cluster and on a kind cluster made by the user's own hack/kind-*.sh workflow
+test: lint tools e2e-setup unit e2e e2e-kind
 
 ## unit: unit, integration and static deploy tests (real gRPC on unix sockets, no cluster)
 # pytest exits 5 when it collects nothing: not a failure of the code under test.
@@ -35,13 +36,19 @@ tools:
 	command -v shellcheck >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
 
-## e2e-setup: build/fetch the local cluster's parts into ~/.cache (cold ~10 min, warm ~1 s)
+## e2e-setup: build/fetch both providers' parts into ~/.cache (cold ~35 min, warm seconds)
 e2e-setup:
 	tests/e2e/local/setup.sh
+	tests/e2e/kind/setup.sh
 
 ## e2e: the end-to-end suites (E2E_PROVIDER=local|existing|kind; local needs e2e-setup, root)
 e2e: $(STAMP)
 	E2E_REQUIRE=$${E2E_REQUIRE:-1} $(BIN)/pytest tests/e2e tests/deploy -m e2e || [ $$? -eq 5 ]
+
+## e2e-kind: the same suites on kind (hack/kind-up, kind-load, kind-install; Docker engine, root)
+e2e-kind: $(STAMP)
+	E2E_PROVIDER=kind E2E_REQUIRE=$${E2E_REQUIRE:-1} \
+	  $(BIN)/pytest tests/e2e tests/deploy -m e2e || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

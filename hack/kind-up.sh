@@ -14,6 +14,8 @@ require "$KIND" "$KUBECTL" "$DOCKER"
 
 if kind_cluster_exists; then
     log "kind cluster $KIND_CLUSTER_NAME exists; keeping it (hack/kind-down.sh removes it)"
+    # Another shell or KUBECONFIG may lack its context: (re)write it.
+    "$KIND" export kubeconfig --name "$KIND_CLUSTER_NAME"
 else
     log "creating kind cluster $KIND_CLUSTER_NAME"
     args=(create cluster --name "$KIND_CLUSTER_NAME" --config "$REPO_ROOT/kind-config.yaml" --wait 180s)

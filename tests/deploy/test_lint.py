@@ -19,7 +19,10 @@ def test_shell_scripts_pass_shellcheck() -> None:
     shellcheck = os.environ.get("SHELLCHECK") or shutil.which("shellcheck")
     if not shellcheck:
         skip_or_fail("shellcheck is not installed (apt-get install shellcheck)")
-    scripts = sorted(str(p.relative_to(REPO_ROOT)) for p in HACK.glob("*.sh"))
+    scripts = sorted(
+        str(p.relative_to(REPO_ROOT))
+        for p in [*HACK.glob("*.sh"), *(REPO_ROOT / "tests" / "e2e").glob("*/*.sh")]
+    )
     assert "hack/kind-up.sh" in scripts
     r = subprocess.run(
         [shellcheck, "--external-sources", *scripts],

@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -22,32 +23,45 @@ from .harness import config, kube, logs, providers
 from .harness.providers import E2ECluster
 
 _cluster: E2ECluster | None = None
+_users = 0  # fixture instances using _cluster (tests/deploy imports this fixture too)
+_stack = ExitStack()
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[E2ECluster]:
-    global _cluster
+    """One cluster for the whole run. tests/deploy/conftest.py imports this fixture, which
+    makes pytest keep a second instance of it for tests/deploy: both share the cluster, and
+    the last one to finish tears it down."""
+    global _cluster, _users
+    if _cluster is None:
+        _cluster = _start_cluster()
+    _users += 1
+    try:
+        yield _cluster
+    finally:
+        _users -= 1
+        if _users == 0:
+            _save_artifacts(_cluster)
+            _cluster = None
+            _stack.close()
+
+
+def _start_cluster() -> E2ECluster:
     name = providers.provider_name()
     # SIGTERM (a CI timeout, `kill`) would end the session without tearing the cluster down;
     # turn it into an interrupt so that the fixture finalizers still run.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    _stack.callback(signal.signal, signal.SIGTERM, previous)
     t0 = time.monotonic()
     try:
-        with providers.provide(name) as c:
-            _cluster = c
-            print(
-                f"\n[e2e] provider={name} node={c.node_name} ready in {time.monotonic() - t0:.1f}s"
-            )
-            try:
-                yield c
-            finally:
-                _save_artifacts(c)
-                _cluster = None
-                signal.signal(signal.SIGTERM, previous)
+        c = _stack.enter_context(providers.provide(name))
     except providers.ProviderUnavailable as e:
+        _stack.close()
         if config.e2e_required():
             pytest.fail(f"E2E_REQUIRE is set but {e}", pytrace=False)
         pytest.skip(str(e))
+    print(f"\n[e2e] provider={name} node={c.node_name} ready in {time.monotonic() - t0:.1f}s")
+    return c
 
 
 def _interrupt(signum: int, frame: object) -> None:

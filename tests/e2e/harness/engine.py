@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,12 +185,13 @@ def _restore(before: Snapshot) -> list[str]:
         for policy in (r for r in old_rules.get(table, []) if r.startswith("-P ")):
             if policy not in now:  # dockerd sets FORWARD to DROP
                 subprocess.run(["iptables", "-t", table, *policy.split()], capture_output=True)
-        for rule in (r for r in now if r.startswith("-A ") and r not in old):
+        for rule in (r for r in now if r.startswith("-A ") and r not in old and _dockers(r)):
             spec = rule.split()  # iptables -S output needs no shell quoting for docker's rules
             run = subprocess.run(["iptables", "-t", table, "-D", *spec[1:]], capture_output=True)
             if run.returncode:
                 left.append(f"iptables -t {table} {rule}")
-        for chain in (r.split()[1] for r in now if r.startswith("-N ") and r not in old):
+        new_chains = (r.split()[1] for r in now if r.startswith("-N ") and r not in old)
+        for chain in (c for c in new_chains if c.startswith("DOCKER")):
             subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
             deleted = subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
             if deleted.returncode:
@@ -203,6 +205,12 @@ def _restore(before: Snapshot) -> list[str]:
     if before.get("ip_forward") == "0" and forward.read_text().strip() != "0":
         forward.write_text("0\n")
     return left
+
+
+def _dockers(rule: str) -> bool:
+    """A rule dockerd added: one that jumps to its chains or names its bridges. Rules that
+    others added meanwhile (a local kubelet's KUBE-*, say) are not ours to remove."""
+    return bool(re.search(r"DOCKER|\bdocker0\b|\bbr-[0-9a-f]{12}\b", rule))
 
 
 def main(argv: list[str]) -> int:

@@ -121,6 +121,8 @@ class KindCluster:
         """What the hack/ scripts get: the user's environment plus the settings above."""
         return procs.env_with(
             {
+                # kind runs `docker` from PATH: make it the client chosen for the engine.
+                "PATH": f"{self._docker_dir()}{os.pathsep}{os.environ.get('PATH', '')}",
                 **self.engine.env,
                 "DOCKER": engine.docker_cli(),
                 "KIND": str(kind_binary()),
@@ -134,6 +136,13 @@ class KindCluster:
                 "NAMESPACE": NAMESPACE,
             }
         )
+
+    def _docker_dir(self) -> Path:
+        bin_dir = self.workdir / "bin"
+        if not (bin_dir / "docker").exists():
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            (bin_dir / "docker").symlink_to(engine.docker_cli())
+        return bin_dir
 
     def script(self, name: str, *args: str, env: dict[str, str] | None = None) -> str:
         """Run hack/<name>; its output goes to logs/<name>.log and comes back."""
@@ -193,9 +202,7 @@ class KindCluster:
             if wanted != local:
                 self.docker("tag", local, wanted)
         kind = [str(kind_binary()), "load", "docker-image", *STAND_INS, "--name", self.name]
-        run = subprocess.run(
-            kind, env=procs.env_with(self.engine.env), capture_output=True, text=True
-        )
+        run = subprocess.run(kind, env=self.env(), capture_output=True, text=True)
         if run.returncode:
             raise KindError(f"kind load of the stand-in images failed: {run.stderr}")
         self.timings["stand-in images"] = time.monotonic() - t0

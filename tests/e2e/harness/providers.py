@@ -246,6 +246,7 @@ def _kind() -> Iterator[E2ECluster]:
         kind.up()
         cluster = _existing(str(kind.kubeconfig), provider="kind")
         cluster.kind = kind
+        cluster.mock_dir = Path("/")  # hack/kind-up.sh made the classic layout on the node
         kind.timings["cluster ready"] = time.monotonic() - t0
         yield cluster
     except BaseException as e:
@@ -253,11 +254,12 @@ def _kind() -> Iterator[E2ECluster]:
             print(logs.tails_text(kind.collect_logs(), scale=0.5))
         raise
     finally:
+        if kind is not None:
+            SUMMARY.extend(f"kind: {line}" for line in kind.summary())
         if os.environ.get("E2E_KEEP_CLUSTER"):
             where = kind.kubeconfig if kind else "-"
             print(f"\n[e2e] E2E_KEEP_CLUSTER is set: kind cluster kept, KUBECONFIG={where}")
         elif kind is not None:
-            SUMMARY.extend(f"kind: {line}" for line in kind.summary())
             kind.down()
         elif docker.ours:
             engine.down()
