@@ -24,6 +24,9 @@ class FakeApi:
     def __init__(self, versions: tuple[str, ...] = ("v1", "v1beta2", "v1beta1")) -> None:
         self.versions = versions
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}
+        # Bodies sent as they are for a namespace/name, whatever they hold: a malformed claim,
+        # something that is not an object, not JSON at all (the fuzz suite's claims).
+        self.raw_claims: dict[tuple[str, str], bytes] = {}
         self.requests: list[str] = []
         self.fail_with: int | None = None  # answer every claim GET with this status
         self.hanging = False  # hold every claim GET until release() (an API that hangs)
@@ -40,11 +43,18 @@ class FakeApi:
         with self._lock:
             self.claims[(meta["namespace"], meta["name"])] = claim
 
+    def add_raw_claim(self, namespace: str, name: str, body: bytes) -> None:
+        """Answer GETs of this claim with `body` (status 200), before any `add_claim`."""
+        with self._lock:
+            self.raw_claims[(namespace, name)] = body
+
     def remove_claim(self, namespace: str, name: str) -> None:
         with self._lock:
             self.claims.pop((namespace, name), None)
+            self.raw_claims.pop((namespace, name), None)
 
-    def handle(self, path: str) -> tuple[int, dict[str, Any]]:
+    def handle(self, path: str) -> tuple[int, dict[str, Any] | bytes]:
+        """The status and body of the answer: an object to send as JSON, or raw bytes."""
         with self._lock:
             self.requests.append(path)
         if path.split("?")[0].rstrip("/") == "/apis":
@@ -72,7 +82,10 @@ class FakeApi:
             if self.fail_with:
                 return self.fail_with, _status(self.fail_with, "injected failure")
             with self._lock:
+                raw = self.raw_claims.get((match["ns"], match["name"]))
                 claim = self.claims.get((match["ns"], match["name"]))
+            if raw is not None:
+                return 200, raw
             if claim is None:
                 return 404, _status(404, f'resourceclaims "{match["name"]}" not found')
             return 200, {**claim, "apiVersion": f"resource.k8s.io/{match['version']}"}
@@ -99,7 +112,7 @@ def serve(api: FakeApi) -> Iterator[str]:
 
         def do_GET(self) -> None:
             code, body = api.handle(self.path)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

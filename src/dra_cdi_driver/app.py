@@ -9,14 +9,16 @@ from types import FrameType
 
 from dra_cdi_driver import __version__, kube
 from dra_cdi_driver.cdi import SpecStore
-from dra_cdi_driver.checkpoint import Checkpoint, current_boot_id
+from dra_cdi_driver.checkpoint import Checkpoint, ClaimLocks, current_boot_id
 from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
 from dra_cdi_driver.devices.inventory import refresh_loop
 from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubelet import sockets
 from dra_cdi_driver.kubelet.healthz import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
 from dra_cdi_driver.logs import kv
+from dra_cdi_driver.metrics import Metrics, count_api_errors
 from dra_cdi_driver.publisher import Publisher
 from dra_cdi_driver.settings import Settings
 
@@ -39,9 +41,12 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             driver=settings.driver_name,
             node=settings.node_name,
             device_source=settings.device_source,
+            pod_uid=settings.pod_uid,
         ),
     )
+    metrics = Metrics()
     inventory = build_inventory(settings)
+    metrics.watch_inventory(inventory)
     inventory.source.install_host_files()
     if settings.rediscover_interval > 0:
         threading.Thread(
@@ -57,16 +62,24 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             "no Kubernetes API configured (no --kubeconfig and not in a pod): claims cannot "
             "be read and no ResourceSlices are published"
         )
+    else:
+        count_api_errors(api, metrics)
+    checkpoint = Checkpoint(settings.checkpoint_dir, current_boot_id())
+    metrics.watch_checkpoint(checkpoint)
     driver = Driver(
         driver_name=settings.driver_name,
         node_name=settings.node_name,
         inventory=inventory,
         claims=ApiClaimReader(api),
         specs=SpecStore(settings.cdi_root, f"{settings.driver_name}/{inventory.source.cdi_class}"),
-        checkpoint=Checkpoint(settings.checkpoint_dir, current_boot_id()),
+        checkpoint=checkpoint,
         workers=settings.prepare_workers,
+        locks=ClaimLocks(settings.lock_dir, keep=checkpoint.has),
+        metrics=metrics,
     )
-    driver.recover()
+    # Another instance still serving is the old (or new) pod of a rolling update.
+    peers = sockets.sweep(settings.registrar_dir, settings.plugin_dir, settings.driver_name)
+    driver.recover(peers=bool(peers))
     plugin = KubeletPlugin(
         driver_name=settings.driver_name,
         dra_socket=settings.dra_socket,
@@ -78,13 +91,15 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     health = None
     if settings.healthz_port:
         health = HealthServer(
-            settings.healthz_port, settings.dra_socket, settings.registration_socket
+            settings.healthz_port, settings.dra_socket, settings.registration_socket, metrics
         )
         health.start()
     plugin.start()
     publisher = None
     if api is not None:
-        publisher = Publisher.from_client(api, settings.driver_name, settings.node_name, inventory)
+        publisher = Publisher.from_client(
+            api, settings.driver_name, settings.node_name, inventory, metrics=metrics
+        )
         publisher.start()
     try:
         stop.wait()

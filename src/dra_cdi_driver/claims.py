@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from dra_cdi_driver.config import ConfigEntry
 from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, NoApiError, ResourceApiVersion
-from dra_cdi_driver.limits import MAX_CONFIG_ENTRIES, MAX_RESULTS_PER_CLAIM
+from dra_cdi_driver.limits import MAX_CONFIG_ENTRIES, MAX_OPAQUE_DEPTH, MAX_RESULTS_PER_CLAIM
 from dra_cdi_driver.model import ClaimError, ClaimRef
 from dra_cdi_driver.validation import is_uid
 
@@ -26,7 +28,8 @@ class AllocationResult:
     pool: str
     device: str
     admin_access: bool = False
-    share_id: str | None = None
+    share_id: str | None = None  # a share of a shareable device (consumable capacity)
+    consumed_capacity: Mapping[str, str] = field(default_factory=dict)  # name -> quantity
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,16 @@ class ApiClaimReader:
             ) from None
         except NoApiError as err:
             raise ClaimError(claim, str(err)) from None
+        except ValueError as err:  # not JSON, or not UTF-8: a proxy's error page, a broken server
+            raise ClaimError(
+                claim, f"the API server's answer is not JSON ({err}); the kubelet will retry"
+            ) from None
+        except RecursionError:  # the client decodes JSON recursively; a user can nest deeper
+            raise ClaimError(
+                claim,
+                "the ResourceClaim is nested too deeply to decode (opaque parameters may "
+                f"nest at most {MAX_OPAQUE_DEPTH} levels): fix the claim or its DeviceClass",
+            ) from None
         if not isinstance(obj, dict):
             raise ClaimError(claim, "the API server returned something that is not an object")
         return obj
@@ -118,6 +131,8 @@ def parse_allocation(obj: dict[str, Any], claim: ClaimRef, driver_name: str) -> 
     allocation = status.get("allocation") if isinstance(status, dict) else None
     if not allocation:
         raise ClaimError(claim, "not allocated: status.allocation is empty")
+    if not isinstance(allocation, dict):
+        raise ClaimError(claim, "malformed status.allocation: not an object")
     try:
         devices = _object(allocation, "devices")
         results = _list(devices, "results", MAX_RESULTS_PER_CLAIM)
@@ -188,7 +203,34 @@ def _result(entry: dict[str, Any], where: str) -> AllocationResult:
         device=_field(entry, where, "device", re.compile(_LABEL), 63),
         admin_access=bool(admin_access),
         share_id=share_id,
+        consumed_capacity=_consumed_capacity(entry, where),
     )
+
+
+# A capacity name as the API writes it: `[domain/]name`, like attribute names.
+_CAPACITY_NAME = re.compile(rf"({_LABEL}(\.{_LABEL})*/)?[A-Za-z_][A-Za-z0-9_]{{0,31}}")
+
+
+def _consumed_capacity(entry: dict[str, Any], where: str) -> dict[str, str]:
+    consumed = _object(entry, "consumedCapacity", f"{where}.")
+    if len(consumed) > MAX_RESULTS_PER_CLAIM:
+        raise ValueError(f"{where}.consumedCapacity: more than {MAX_RESULTS_PER_CLAIM} entries")
+    out: dict[str, str] = {}
+    for name, quantity in consumed.items():
+        if not _CAPACITY_NAME.fullmatch(name) or not _quantity(quantity):
+            raise ValueError(f"{where}.consumedCapacity: not a capacity name and a quantity")
+        out[name] = quantity
+    return out
+
+
+def _quantity(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        parse_quantity(value)
+    except (ValueError, ArithmeticError):
+        return False
+    return True
 
 
 def _config(entry: dict[str, Any], where: str, index: int) -> ConfigEntry:

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "--mock-lib-dir", "/mock/so", "host dir of mock libraries device_<i>.so")
     _add(
         parser,
+        "--mock-gpu-mode",
+        "whole",
+        "mock GPUs: whole (one claim at a time), shared (claims take parts of their memory and "
+        "compute: DRAConsumableCapacity) or partitioned (a whole GPU, halves and quarters "
+        "sharing counters: DRAPartitionableDevices)",
+        choices=["whole", "shared", "partitioned"],
+    )
+    _add(
+        parser,
         "--mock-bin-dir",
         "/mock/bin",
         "host dir of tools mounted into /usr/local/bin of every container with a mock GPU",
@@ -161,9 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "--prepare-workers", "16", "claims prepared at once", type=int)
     _add(
         parser,
+        "--pod-uid",
+        "",
+        "the driver pod's UID (downward API: metadata.uid); the sockets are named with it, "
+        "so that the old and the new pod of a rolling update serve side by side (kubelet "
+        "1.33+); empty: the plain names dra.sock and <driver-name>-reg.sock",
+    )
+    _add(
+        parser,
         "--healthz-port",
         "0",
-        "serve GET /healthz on this TCP port for a liveness probe (0: off)",
+        "serve GET /healthz (a liveness probe) and GET /metrics (Prometheus) on this TCP "
+        "port (0: off)",
         type=int,
     )
     _add(
@@ -217,10 +235,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         mock_dev_dir=Path(args.mock_dev_dir),
         mock_lib_dir=Path(args.mock_lib_dir),
         mock_bin_dir=Path(args.mock_bin_dir),
+        mock_gpu_mode=args.mock_gpu_mode,
         log_level=args.log_level,
         log_format=args.log_format,
         prepare_workers=args.prepare_workers,
         healthz_port=args.healthz_port,
+        pod_uid=args.pod_uid or None,
         rediscover_interval=rediscover,
         nvidia_driver_root=Path(args.nvidia_driver_root),
         nvidia_driver_root_mount=(

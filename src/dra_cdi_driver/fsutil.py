@@ -133,7 +133,10 @@ class RootDir:
         removed = 0
         for name in self.names(suffix=".tmp"):
             if _TEMPORARY.fullmatch(name):
-                (self.path / name).unlink(missing_ok=True)
+                try:
+                    (self.path / name).unlink(missing_ok=True)
+                except OSError:  # a directory of that name, say: not what write leaves
+                    continue
                 removed += 1
         return removed
 

@@ -64,12 +64,13 @@ class PreparedDevice:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PreparedDevice:
+        share_id = data.get("shareId")
         return cls(
-            request_names=tuple(data["requestNames"]),
-            pool=data["pool"],
-            device=data["device"],
-            cdi_device_ids=tuple(data["cdiDeviceIds"]),
-            share_id=data.get("shareId"),
+            request_names=_strings(data["requestNames"], "requestNames"),
+            pool=_string(data["pool"], "pool"),
+            device=_string(data["device"], "device"),
+            cdi_device_ids=_strings(data["cdiDeviceIds"], "cdiDeviceIds"),
+            share_id=None if share_id is None else _string(share_id, "shareId"),
         )
 
 
@@ -92,8 +93,32 @@ class PreparedClaim:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PreparedClaim:
+        """Read back what to_json wrote; a value of the wrong type is a ValueError (the
+        kubelet is answered from these values, and the spec is rewritten from them)."""
+        devices = data["devices"]
+        cdi_spec = data.get("cdiSpec")
+        if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+            raise ValueError("devices: not a list of objects")
+        if cdi_spec is not None and not isinstance(cdi_spec, dict):
+            raise ValueError("cdiSpec: not an object")
         return cls(
-            claim=ClaimRef(namespace=data["namespace"], name=data["name"], uid=data["uid"]),
-            devices=tuple(PreparedDevice.from_json(d) for d in data["devices"]),
-            cdi_spec=data.get("cdiSpec"),
+            claim=ClaimRef(
+                namespace=_string(data["namespace"], "namespace"),
+                name=_string(data["name"], "name"),
+                uid=_string(data["uid"], "uid"),
+            ),
+            devices=tuple(PreparedDevice.from_json(d) for d in devices),
+            cdi_spec=cdi_spec,
         )
+
+
+def _string(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: not a string")
+    return value
+
+
+def _strings(value: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{field}: not a list of strings")
+    return tuple(value)

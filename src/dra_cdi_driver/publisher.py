@@ -36,8 +36,17 @@ from tenacity import (
 
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.logs import kv
+from dra_cdi_driver.metrics import Metrics
 from dra_cdi_driver.slice_api import KubeSliceApi, SliceApi, SliceApiError
-from dra_cdi_driver.slices import Slice, SliceError, build_slices, comparable, generation_of
+from dra_cdi_driver.slices import (
+    Slice,
+    SliceError,
+    build_slices,
+    comparable,
+    dropped_by_server,
+    generation_of,
+    publishable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +128,10 @@ class Publisher:
         resync_s: float = RESYNC_S,
         max_backoff_s: float = 30.0,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
+        metrics: Metrics | None = None,
     ) -> None:
         self.api = api
+        self.metrics = metrics or Metrics()
         self.inventory = inventory
         self.resync_s = resync_s
         self.max_backoff_s = max_backoff_s
@@ -133,6 +144,8 @@ class Publisher:
         self._watch_rv: str | None = None  # where the watch resumes; None: current state
         self._writing_syncs = 0  # consecutive syncs that had to write (a fight, if it grows)
         self.synced = threading.Event()  # set once the pool matched the inventory
+        # DRA features the API server drops the fields of: published without, from then on.
+        self.features_off: set[str] = set()
 
     @classmethod
     def from_client(
@@ -198,7 +211,7 @@ class Publisher:
                 return  # stopped
             self._pace(result)
 
-    def _retrying(self, errors: _OnceLogger) -> Retrying:
+    def _retrying(self, errors: _OnceLogger, activity: str) -> Retrying:
         """Exponential backoff with jitter, up to max_backoff_s, until stopped."""
         return Retrying(
             retry=retry_if_exception_type(Exception),
@@ -208,15 +221,19 @@ class Publisher:
             + wait_random(0, min(1.0, self.max_backoff_s / 4)),
             stop=lambda _state: self._stop.is_set(),
             sleep=self._sleep,
-            before_sleep=lambda state: _report(state, errors),
+            before_sleep=lambda state: self._failed(state, errors, activity),
         )
+
+    def _failed(self, state: RetryCallState, errors: _OnceLogger, activity: str) -> None:
+        self.metrics.publisher_failed(activity)
+        _report(state, errors)
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)  # stop() cuts a backoff short
 
     def _sync_with_retry(self) -> SyncResult | None:
         try:
-            for attempt in self._retrying(self._sync_errors):
+            for attempt in self._retrying(self._sync_errors, "publish"):
                 with attempt:
                     if self._stop.is_set():
                         return None
@@ -243,17 +260,36 @@ class Publisher:
                 )
             self._stop.wait(delay)
 
+    def _notice_dropped_fields(self, desired: dict[str, Slice], actual: dict[str, Slice]) -> None:
+        """The server keeps our slices without the fields of a feature it does not serve
+        (gate off, or too old): publish without that feature from now on, rather than keep
+        rewriting, or publish partitions without the counters that keep them apart."""
+        dropped = dropped_by_server(desired, actual) - self.features_off
+        for feature in sorted(dropped):
+            log.warning(
+                "the API server drops the fields of a DRA feature; publishing whole devices "
+                "without it",
+                extra=kv(
+                    feature=feature,
+                    driver=self.api.driver_name,
+                    fix=f"turn on the {feature} feature gate (Kubernetes 1.36: on by default)",
+                ),
+            )
+        self.features_off |= dropped
+
     def sync_once(self) -> SyncResult:
         """Make the server's slices of this pool match the inventory, writing only on a
         difference. Raises SliceApiError / SliceError; the caller retries."""
         api = self.api
         version = api.api_version()
-        devices = self.inventory.devices()
         actual = {s["metadata"]["name"]: s for s in api.list_slices()}
         node_uid = api.node_uid()
         current = max((generation_of(s) for s in actual.values()), default=0)
 
         def desired_at(generation: int) -> dict[str, Slice]:
+            devices, counter_sets = publishable(
+                self.inventory.devices(), self.inventory.counter_sets(), self.features_off
+            )
             built = build_slices(
                 devices,
                 driver=api.driver_name,
@@ -261,9 +297,12 @@ class Publisher:
                 generation=generation,
                 api_version=version,
                 node_uid=node_uid,
+                counter_sets=counter_sets,
             )
             return {s["metadata"]["name"]: s for s in built}
 
+        self._notice_dropped_fields(desired_at(max(current, 1)), actual)
+        devices = self.inventory.devices()
         reasons = _drift(desired_at(max(current, 1)), actual)
         if not reasons:
             self.synced.set()
@@ -279,13 +318,16 @@ class Publisher:
                 _keep_foreign_metadata(body, actual[name])
                 api.replace_slice(body)
                 result.updated.append(name)
+                self.metrics.slice_written("update")
             else:
                 api.create_slice(body)
                 result.created.append(name)
+                self.metrics.slice_written("create")
         # Stray slices go last: until the new generation is complete the old one serves.
         for name in sorted(actual.keys() - {n for n in result.created + result.updated}):
             api.delete_slice(name, actual[name]["metadata"].get("resourceVersion"))
             result.deleted.append(name)
+            self.metrics.slice_written("delete")
         log.info(
             "published ResourceSlices",
             extra=kv(
@@ -309,7 +351,7 @@ class Publisher:
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                for attempt in self._retrying(self._watch_errors):
+                for attempt in self._retrying(self._watch_errors, "watch"):
                     with attempt:
                         self._watch_once()
                         self._watch_errors.ok()

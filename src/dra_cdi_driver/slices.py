@@ -8,22 +8,39 @@ Nothing here talks to a cluster.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
 from kubernetes.utils import parse_quantity
 
-from dra_cdi_driver.devices.base import AttributeValue, Device, Version
+from dra_cdi_driver.devices.base import (
+    AttributeValue,
+    CounterSet,
+    Device,
+    RequestPolicy,
+    Version,
+)
 from dra_cdi_driver.kube import RESOURCE_GROUP, RESOURCE_VERSIONS
 from dra_cdi_driver.settings import Settings
 
 MAX_DEVICES_PER_SLICE = 128  # the API's limit per ResourceSlice
+# ...and once any device consumes counters (or carries taints): the API's lower limit.
+MAX_DEVICES_PER_SLICE_ADVANCED = 64
+MAX_COUNTER_SETS_PER_SLICE = 8
 MAX_NAME = 253  # a ResourceSlice name is a DNS subdomain
 KIND = "ResourceSlice"
+
+# The DRA features this driver uses beyond whole devices, by the name of their gate. An API
+# server that does not serve one drops its fields; the publisher notices and stops using it.
+PARTITIONABLE = "DRAPartitionableDevices"
+CONSUMABLE_CAPACITY = "DRAConsumableCapacity"
+FEATURES = (PARTITIONABLE, CONSUMABLE_CAPACITY)
 
 Slice = dict[str, Any]
 
@@ -67,17 +84,69 @@ def _check_quantity(device: Device, name: str, value: str) -> None:
         ) from None
 
 
+def _policy_json(policy: RequestPolicy) -> dict[str, Any]:
+    valid_range = {"min": policy.min}
+    if policy.max is not None:
+        valid_range["max"] = policy.max
+    if policy.step is not None:
+        valid_range["step"] = policy.step
+    return {"default": policy.default, "validRange": valid_range}
+
+
+def _capacity_json(device: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in sorted(device.capacity.items()):
+        _check_quantity(device, name, value)
+        out[name] = {"value": value}
+        policy = device.request_policies.get(name)
+        if policy is not None:
+            out[name]["requestPolicy"] = _policy_json(policy)
+    return out
+
+
 def device_json(device: Device, api_version: str) -> dict[str, Any]:
     """One entry of `spec.devices` in the shape of `api_version`."""
-    for name, value in device.capacity.items():
-        _check_quantity(device, name, value)
-    body = {
+    body: dict[str, Any] = {
         "attributes": {k: attribute_json(v) for k, v in sorted(device.attributes.items())},
-        "capacity": {k: {"value": v} for k, v in sorted(device.capacity.items())},
+        "capacity": _capacity_json(device),
     }
+    if device.consumes:
+        body["consumesCounters"] = [
+            {
+                "counterSet": use.counter_set,
+                "counters": {k: {"value": v} for k, v in sorted(use.counters.items())},
+            }
+            for use in device.consumes
+        ]
+    if device.shareable:
+        body["allowMultipleAllocations"] = True
     if api_version == "v1beta1":  # v1beta1 nests them in the `basic` union member
         return {"name": device.name, "basic": body}
     return {"name": device.name, **body}
+
+
+def counter_set_json(counter_set: CounterSet) -> dict[str, Any]:
+    return {
+        "name": counter_set.name,
+        "counters": {k: {"value": v} for k, v in sorted(counter_set.counters.items())},
+    }
+
+
+def publishable(
+    devices: Sequence[Device], counter_sets: Sequence[CounterSet], off: Iterable[str]
+) -> tuple[list[Device], list[CounterSet]]:
+    """The devices to publish where the features in `off` are not served: never a device
+    that would mean something else without them. Without shared counters, the devices that
+    need them (partitions, and whole GPUs whose parts are listed too) are left out and the
+    rest are whole devices; without consumable capacity, shareable devices are exclusive."""
+    off = set(off)
+    out = list(devices)
+    if PARTITIONABLE in off:
+        out = [replace(d, consumes=()) for d in out if not d.needs_counters]
+        counter_sets = []
+    if CONSUMABLE_CAPACITY in off:
+        out = [replace(d, shareable=False, request_policies={}) for d in out]
+    return out, list(counter_sets)
 
 
 def _natural_key(device: Device) -> tuple[tuple[int, int | str], ...]:
@@ -90,13 +159,14 @@ def _natural_key(device: Device) -> tuple[tuple[int, int | str], ...]:
 
 
 def chunk(devices: Sequence[Device]) -> list[list[Device]]:
-    """The pool's devices, sorted, in slices of at most 128; always at least one slice,
-    so that a node without devices still says so (an empty, complete pool)."""
+    """The pool's devices, sorted, in slices of at most 128 (64 once any device consumes
+    counters); always at least one slice, so that a node without devices still says so
+    (an empty, complete pool)."""
     ordered = sorted(devices, key=_natural_key)
-    chunks = [
-        ordered[i : i + MAX_DEVICES_PER_SLICE]
-        for i in range(0, len(ordered), MAX_DEVICES_PER_SLICE)
-    ]
+    size = MAX_DEVICES_PER_SLICE
+    if any(d.consumes for d in ordered):
+        size = MAX_DEVICES_PER_SLICE_ADVANCED
+    chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
     return chunks or [[]]
 
 
@@ -113,13 +183,29 @@ def build_slices(
     generation: int,
     api_version: str,
     node_uid: str | None,
+    counter_sets: Sequence[CounterSet] = (),
 ) -> list[Slice]:
-    """Every ResourceSlice of one generation of this node's pool (pool name = node name)."""
+    """Every ResourceSlice of one generation of this node's pool (pool name = node name):
+    the device slices, then the counter sets in slices of their own (a slice holds devices
+    or counter sets since Kubernetes 1.35). Shared counters and consumable capacity are
+    published through resource.k8s.io/v1 only (every server with them serves v1); through
+    an older version the devices are whole (`publishable`)."""
     if api_version not in RESOURCE_VERSIONS:
         raise ValueError(f"unknown {RESOURCE_GROUP} version {api_version!r}")
-    chunks = chunk(devices)
+    if api_version != "v1":
+        devices, counter_sets = publishable(devices, counter_sets, FEATURES)
+    device_chunks = chunk(devices)
+    ordered_sets = sorted(counter_sets, key=lambda c: c.name)
+    set_chunks = [
+        ordered_sets[i : i + MAX_COUNTER_SETS_PER_SLICE]
+        for i in range(0, len(ordered_sets), MAX_COUNTER_SETS_PER_SLICE)
+    ]
+    bodies: list[dict[str, Any]] = [
+        {"devices": [device_json(d, api_version) for d in part]} for part in device_chunks
+    ]
+    bodies += [{"sharedCounters": [counter_set_json(c) for c in part]} for part in set_chunks]
     out: list[Slice] = []
-    for index, part in enumerate(chunks):
+    for index, body in enumerate(bodies):
         metadata: dict[str, Any] = {"name": slice_name(driver, node, index)}
         if node_uid is not None:
             metadata["ownerReferences"] = [owner_reference(node, node_uid)]
@@ -134,13 +220,49 @@ def build_slices(
                     "pool": {
                         "name": node,
                         "generation": generation,
-                        "resourceSliceCount": len(chunks),
+                        "resourceSliceCount": len(bodies),
                     },
-                    "devices": [device_json(d, api_version) for d in part],
+                    **body,
                 },
             }
         )
     return out
+
+
+def without(obj: Slice, features: Iterable[str]) -> Slice:
+    """`obj` as an API server that does not serve `features` stores it: their fields gone."""
+    features = set(features)
+    out = copy.deepcopy(obj)
+    spec = out.get("spec") or {}
+    if PARTITIONABLE in features:
+        spec.pop("sharedCounters", None)
+    for device in spec.get("devices") or []:
+        body = device.get("basic", device)
+        if PARTITIONABLE in features:
+            body.pop("consumesCounters", None)
+        if CONSUMABLE_CAPACITY in features:
+            body.pop("allowMultipleAllocations", None)
+            for entry in (body.get("capacity") or {}).values():
+                entry.pop("requestPolicy", None)
+    return out
+
+
+def dropped_by_server(desired: Mapping[str, Slice], actual: Mapping[str, Slice]) -> set[str]:
+    """The features whose fields the server dropped from slices we wrote: a slice it holds
+    is ours, less exactly those fields. (A slice that differs in any other way was written
+    by someone or something else, e.g. an older version of this driver.)"""
+    candidates = [{feature} for feature in FEATURES] + [set(FEATURES)]
+    for name, wanted in desired.items():
+        got = actual.get(name)
+        if got is None or comparable(got) == comparable(wanted):
+            continue
+        for features in candidates:
+            stripped = without(wanted, features)
+            if comparable(stripped) != comparable(wanted) and comparable(got) == comparable(
+                stripped
+            ):
+                return features
+    return set()
 
 
 def generation_of(obj: Mapping[str, Any]) -> int:
@@ -234,7 +356,14 @@ _REPORT_HEADER = """\
 PLACEHOLDER_UID = "<uid of the Node, filled in when published>"
 
 
-def report(devices: Sequence[Device], *, driver: str, node: str, source: str) -> str:
+def report(
+    devices: Sequence[Device],
+    *,
+    driver: str,
+    node: str,
+    source: str,
+    counter_sets: Sequence[CounterSet] = (),
+) -> str:
     """The YAML that `dra-cdi-driver devices` prints."""
     slices = build_slices(
         devices,
@@ -243,8 +372,9 @@ def report(devices: Sequence[Device], *, driver: str, node: str, source: str) ->
         generation=1,
         api_version="v1",
         node_uid=PLACEHOLDER_UID,
+        counter_sets=counter_sets,
     )
-    body = {
+    body: dict[str, Any] = {
         "devices": [
             {
                 **device_json(d, "v1"),
@@ -252,8 +382,20 @@ def report(devices: Sequence[Device], *, driver: str, node: str, source: str) ->
             }
             for d in sorted(devices, key=_natural_key)
         ],
-        "resourceSlices": slices,
     }
+    if counter_sets:  # which devices consume each counter set
+        body["counterSets"] = [
+            {
+                **counter_set_json(c),
+                "consumedBy": [
+                    d.name
+                    for d in sorted(devices, key=_natural_key)
+                    if any(use.counter_set == c.name for use in d.consumes)
+                ],
+            }
+            for c in sorted(counter_sets, key=lambda c: c.name)
+        ]
+    body["resourceSlices"] = slices
     header = _REPORT_HEADER.format(driver=driver, node=node, source=source, count=len(devices))
     return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
 
@@ -273,4 +415,5 @@ def render_devices_report(settings: Settings) -> str:
         driver=settings.driver_name,
         node=settings.node_name,
         source=settings.device_source,
+        counter_sets=inventory.counter_sets(),
     )

@@ -140,9 +140,8 @@ def test_daemonset_env_gives_the_driver_its_node_and_settings(rendered: list[Obj
     assert env["HEALTHZ_PORT"] == "51515"
 
 
-# Variables the chart sets that are not flags of the driver (the pod's UID, for its logs and
-# for future seamless upgrades).
-NOT_FLAGS = {"POD_UID"}
+# Variables the chart sets that are not flags of the driver (POD_UID is one now: --pod-uid).
+NOT_FLAGS: set[str] = set()
 
 
 @pytest.mark.parametrize("source", ["mock", "nvidia"])
@@ -180,9 +179,103 @@ def test_liveness_probe_asks_the_healthz_port(rendered: list[Obj]) -> None:
 
 
 def test_healthz_port_zero_turns_the_probes_off(helm: str) -> None:
-    c = daemonset_container(template(helm, {"healthzPort": 0}))
+    objs = template(helm, {"healthzPort": 0, "podAnnotations.team": "gpu"})
+    c = daemonset_container(objs)
     assert "ports" not in c and "livenessProbe" not in c and "readinessProbe" not in c
     assert env_of(c)["HEALTHZ_PORT"] == "0"
+    # No /metrics either: nothing tells Prometheus to scrape it.
+    annotations = one(objs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"team": "gpu"}
+
+
+def _pod_annotations(objs: list[Obj]) -> dict[str, str]:
+    meta = one(objs, "DaemonSet")["spec"]["template"]["metadata"]
+    return meta.get("annotations") or {}
+
+
+def test_the_pod_asks_prometheus_to_scrape_metrics_on_the_healthz_port(helm: str) -> None:
+    scrape = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "51515",
+        "prometheus.io/path": "/metrics",
+    }
+    assert _pod_annotations(template(helm)) == scrape
+    # Next to the user's own annotations (kind-install.sh adds the image's ID).
+    mine = template(helm, {"podAnnotations.dra-cdi-driver/image-id": "abc", "healthzPort": 9100})
+    assert _pod_annotations(mine) == {
+        **scrape,
+        "prometheus.io/port": "9100",
+        "dra-cdi-driver/image-id": "abc",
+    }
+    assert _pod_annotations(template(helm, {"metrics.scrapeAnnotations": False})) == {}
+
+
+MONITORING = ("--api-versions", "monitoring.coreos.com/v1")
+
+
+def test_a_service_monitor_only_when_asked_for_and_the_operator_is_there(helm: str) -> None:
+    def kinds(values: dict[str, object], extra: tuple[str, ...] = ()) -> list[str]:
+        return sorted(
+            o["kind"]
+            for o in template(helm, values, extra=extra)
+            if o["kind"] in ("Service", "ServiceMonitor")
+        )
+
+    on: dict[str, object] = {"metrics.serviceMonitor.enabled": True}
+    assert kinds({}, MONITORING) == []  # off by default
+    assert kinds(on) == []  # no monitoring.coreos.com/v1 on this cluster: nothing to apply
+    assert kinds({**on, "healthzPort": 0}, MONITORING) == []  # nothing to scrape
+    objs = template(
+        helm,
+        {**on, "metrics.serviceMonitor.labels.release": "prometheus"},
+        extra=MONITORING,
+    )
+    service, monitor = one(objs, "Service"), one(objs, "ServiceMonitor")
+    assert service["spec"]["clusterIP"] == "None"  # each driver pod is scraped by itself
+    pod = one(objs, "DaemonSet")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 51515, "targetPort": "healthz", "protocol": "TCP"}
+    ]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["dra-cdi-driver"]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+
+
+def test_a_roll_starts_the_new_pod_before_the_old_one_stops(rendered: list[Obj]) -> None:
+    """Seamless upgrades: a second pod per node (hostPath pods may surge), none taken away
+    before its successor serves; the pods' sockets carry their UID, so both can serve."""
+    ds = one(rendered, "DaemonSet")
+    assert ds["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = env_of(daemonset_container(rendered))
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+    assert not ds["spec"]["template"]["spec"].get("hostNetwork")  # no port clash when 2 run
+
+
+def test_the_update_strategy_can_stop_the_old_pod_first(helm: str) -> None:
+    """For kubelets before 1.33, which take one registration per driver, and kubelet dirs
+    too long for a socket name with a pod UID: one pod at a time, plain socket names."""
+    objs = template(
+        helm,
+        {
+            "updateStrategy.rollingUpdate.maxSurge": 0,
+            "updateStrategy.rollingUpdate.maxUnavailable": 1,
+        },
+    )
+    assert one(objs, "DaemonSet")["spec"]["updateStrategy"]["rollingUpdate"] == {
+        "maxSurge": 0,
+        "maxUnavailable": 1,
+    }
+    assert "POD_UID" not in env_of(daemonset_container(objs))
 
 
 def test_container_runs_as_root_with_nothing_else(rendered: list[Obj]) -> None:
@@ -271,6 +364,9 @@ def test_values_reach_the_objects(helm: str) -> None:
         ({"mock.libDir": "so"}, "/mock/libDir"),
         ({"mock.extendedResourceName": "gpu"}, "/mock/extendedResourceName"),
         ({"nvidia.extendedResourceName": "a b/c"}, "/nvidia/extendedResourceName"),
+        ({"metrics.serviceMonitor.interval": "soon"}, "/metrics/serviceMonitor/interval"),
+        ({"metrics.scrape": True}, "additional properties 'scrape' not allowed"),
+        ({"updateStrategy.type": "Recreate"}, "/updateStrategy/type"),
     ],
 )
 def test_bad_values_are_refused_with_the_value_named(

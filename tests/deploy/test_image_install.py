@@ -140,7 +140,7 @@ def test_dockerfile_install_steps_work_in_a_clean_venv(
     assert not list(venv.glob("lib/python*/site-packages/pip"))
 
     # It serves: both sockets appear, and SIGTERM removes them and exits 0. (A short dir:
-    # unix socket paths are limited to 107 bytes.)
+    # unix socket paths are limited to 105 bytes (gRPC).)
     run_dir = Path(tempfile.mkdtemp(prefix="dra-img-"))
     request.addfinalizer(lambda: shutil.rmtree(run_dir, ignore_errors=True))
     proc = subprocess.Popen(

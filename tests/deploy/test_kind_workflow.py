@@ -31,9 +31,10 @@ from .conftest import Obj
 pytestmark = pytest.mark.e2e
 
 DRIVER = "gpu.cdi.example.com"
+# The chart gives the driver its pod's UID, which names its sockets (seamless upgrades).
 SOCKETS = (
-    f"/var/lib/kubelet/plugins_registry/{DRIVER}-reg.sock",
-    f"/var/lib/kubelet/plugins/{DRIVER}/dra.sock",
+    f"/var/lib/kubelet/plugins_registry/{DRIVER}-*-reg.sock",
+    f"/var/lib/kubelet/plugins/{DRIVER}/dra-*.sock",
 )
 LOGFMT = re.compile(r'(\w[\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
@@ -67,10 +68,10 @@ def parse_logfmt(line: str) -> dict[str, str]:
     return {m[1]: m[2].strip('"') for m in LOGFMT.finditer(line)}
 
 
-def node_files(kind: KindCluster, *paths: str) -> list[str]:
-    """Which of `paths` exist on the node."""
-    script = 'for p in "$@"; do [ -e "$p" ] && echo "$p"; done; true'
-    return kind.node_exec("sh", "-c", script, "sh", *paths).split()
+def node_files(kind: KindCluster, *patterns: str) -> list[str]:
+    """The files on the node that match `patterns` (shell globs)."""
+    script = 'for p in $@; do [ -e "$p" ] && echo "$p"; done; true'
+    return kind.node_exec("sh", "-c", script, "sh", *patterns).split()
 
 
 def our_specs(kind: KindCluster) -> list[str]:
@@ -178,8 +179,10 @@ def test_helm_upgrade_rolls_the_driver_while_a_pod_holds_a_claim(
 def test_helm_uninstall_leaves_nothing_behind_and_install_brings_it_back(
     kind: KindCluster, k: kube.Kube
 ) -> None:
-    ready_driver_pod(k)
-    assert node_files(kind, *SOCKETS) == list(SOCKETS)
+    uid = ready_driver_pod(k)["metadata"]["uid"]
+    assert [f.replace(uid, "UID") for f in node_files(kind, *SOCKETS)] == [
+        s.replace("*", "UID") for s in SOCKETS
+    ]
     slices = f"--field-selector=spec.driver={DRIVER}"
     assert k.items("resourceslices", None, slices)
 
@@ -200,6 +203,8 @@ def test_helm_uninstall_leaves_nothing_behind_and_install_brings_it_back(
     kind.figures["helm uninstall to slices gone"] = f"{time.monotonic() - gone:.0f} s"
 
     kind.script("kind-install.sh")
-    ready_driver_pod(k)
-    assert k.items("resourceslices", None, slices)
-    assert node_files(kind, *SOCKETS) == list(SOCKETS)
+    uid = ready_driver_pod(k)["metadata"]["uid"]
+    k.wait("the driver's ResourceSlices back", lambda: k.items("resourceslices", None, slices), 60)
+    assert len(node_files(kind, *SOCKETS)) == 2 and all(
+        uid in f for f in node_files(kind, *SOCKETS)
+    )

@@ -11,10 +11,14 @@ Two ways in:
 The data (JSON-able): `{"driverVersion", "cudaDriverVersion", "errors": {call: code},
 "gpus": [{"uuid", "name", "minor", "memory", "busId", "computeCapability": [major, minor],
 "brand", "architecture", "migMode": null|0|1, "maxMigDevices", "errors": {call: code},
+"gpuInstanceProfiles": {"<NVML_GPU_INSTANCE_PROFILE_*>": {"id", "name", "sliceCount",
+"instanceCount", "multiprocessorCount", "memorySizeMB"}},
 "migDevices": [{"slot", "uuid", "name", "gpuInstance", "computeInstance", "memory",
 "multiprocessors", "gpuInstanceSlices", "computeInstanceSlices", "memorySizeMB"}]}]}`.
 An `errors` entry makes that call raise NVMLError(code), as the real library would: the
 top-level one for every handle, a GPU's for its own handle, a MIG device's for its handle.
+Where pynvml picks a C function by version, the entry is named after the C function
+(nvmlDeviceGetGpuInstanceProfileInfoV is what version 2 calls: an old driver lacks it).
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ NVML_BRAND_NVIDIA = 14
 NVML_DEVICE_ARCH_HOPPER = 9
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
+NVML_GPU_INSTANCE_PROFILE_1_SLICE = 0x0
+NVML_GPU_INSTANCE_PROFILE_2_SLICE = 0x1
+NVML_GPU_INSTANCE_PROFILE_3_SLICE = 0x2
+NVML_GPU_INSTANCE_PROFILE_4_SLICE = 0x3
+NVML_GPU_INSTANCE_PROFILE_7_SLICE = 0x4
+NVML_GPU_INSTANCE_PROFILE_8_SLICE = 0x5
+NVML_GPU_INSTANCE_PROFILE_6_SLICE = 0x6
+NVML_GPU_INSTANCE_PROFILE_COUNT = 0x12
+nvmlGpuInstanceProfileInfo_v2 = 0x02000098  # the version field of the v2 struct
 
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
@@ -80,6 +93,26 @@ H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_MEMORY = 85520809984  # what NVML reports for an H100 SXM 80GB
 H100_BUS_IDS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
 MIG_1G_10GB_MEMORY = 9984 * 1024 * 1024
+# An H100 80GB's GPU-instance profiles (nvidia-smi mig -lgip), by NVML profile constant.
+H100_GPU_INSTANCE_PROFILES: dict[str, dict[str, Any]] = {
+    str(constant): {
+        "id": profile_id,
+        "name": f"MIG {name}",
+        "sliceCount": slices,
+        "instanceCount": instances,
+        "multiprocessorCount": sms,
+        "memorySizeMB": mib,
+    }
+    for constant, profile_id, name, slices, instances, sms, mib in (
+        (NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, "1g.10gb", 1, 7, 16, 9984),
+        (NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, "2g.20gb", 2, 3, 32, 20096),
+        (NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, "3g.40gb", 3, 2, 60, 40448),
+        (NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, "4g.40gb", 4, 1, 64, 40448),
+        (NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, "7g.80gb", 7, 1, 132, 81152),
+    )
+}
+H100_MIG_SLICES = 7
+H100_MIG_MEMORY_MIB = 81152  # the 7g.80gb profile: the whole GPU in MIG mode
 _NS = uuid.UUID("0c4e2a56-4b1f-4d8e-9a39-6f2b0f0b6c01")
 
 
@@ -89,6 +122,33 @@ def gpu_uuid(minor: int) -> str:
 
 def mig_uuid(minor: int, slot: int) -> str:
     return f"MIG-{uuid.uuid5(_NS, f'gpu{minor}/mig{slot}')}"
+
+
+def mig_device(
+    minor: int,
+    slot: int,
+    gpu_instance: int,
+    compute_instance: int = 0,
+    profile: str = "1g.10gb",
+    *,
+    gpu_instance_slices: int = 1,
+    compute_instance_slices: int | None = None,
+    memory_mib: int = 9984,
+    multiprocessors: int = 16,
+) -> dict[str, Any]:
+    """One MIG device of GPU `minor` (a 1g.10gb of an H100 unless told otherwise)."""
+    return {
+        "slot": slot,
+        "uuid": mig_uuid(minor, slot),
+        "name": f"{H100_NAME} MIG {profile}",
+        "gpuInstance": gpu_instance,
+        "computeInstance": compute_instance,
+        "memory": memory_mib * 1024 * 1024,
+        "multiprocessors": multiprocessors,
+        "gpuInstanceSlices": gpu_instance_slices,
+        "computeInstanceSlices": compute_instance_slices or gpu_instance_slices,
+        "memorySizeMB": memory_mib,
+    }
 
 
 def h100_node(mig_minor: int | None = 3, count: int = 8) -> dict[str, Any]:
@@ -106,25 +166,12 @@ def h100_node(mig_minor: int | None = 3, count: int = 8) -> dict[str, Any]:
             "architecture": NVML_DEVICE_ARCH_HOPPER,
             "migMode": NVML_DEVICE_MIG_DISABLE,
             "maxMigDevices": 7,
+            "gpuInstanceProfiles": H100_GPU_INSTANCE_PROFILES,
             "migDevices": [],
         }
         if minor == mig_minor:
             gpu["migMode"] = NVML_DEVICE_MIG_ENABLE
-            gpu["migDevices"] = [
-                {
-                    "slot": slot,
-                    "uuid": mig_uuid(minor, slot),
-                    "name": f"{H100_NAME} MIG 1g.10gb",
-                    "gpuInstance": 7 + slot,
-                    "computeInstance": 0,
-                    "memory": MIG_1G_10GB_MEMORY,
-                    "multiprocessors": 16,
-                    "gpuInstanceSlices": 1,
-                    "computeInstanceSlices": 1,
-                    "memorySizeMB": 9984,
-                }
-                for slot in range(7)
-            ]
+            gpu["migDevices"] = [mig_device(minor, slot, 7 + slot) for slot in range(7)]
         gpus.append(gpu)
     return {"driverVersion": "550.54.15", "cudaDriverVersion": 12040, "gpus": gpus}
 
@@ -300,6 +347,35 @@ class FakeNvml:
             computeInstanceSliceCount=int(mig["computeInstanceSlices"]),
             memorySizeMB=int(mig["memorySizeMB"]),
         )
+
+    def nvmlDeviceGetGpuInstanceProfileInfo(
+        self, handle: Handle, profile: int, version: int = 2
+    ) -> Any:
+        if version not in (1, 2):  # as pynvml: no such C function
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
+        self._check("nvmlDeviceGetGpuInstanceProfileInfo" + ("V" if version == 2 else ""), handle)
+        gpu = self._gpu(handle)
+        if handle.slot is not None or not 0 <= profile < NVML_GPU_INSTANCE_PROFILE_COUNT:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        info = (gpu.get("gpuInstanceProfiles") or {}).get(str(profile))
+        if gpu.get("migMode") is None or info is None:  # no MIG, or not a profile of this GPU
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        fields: dict[str, Any] = {
+            "id": int(info["id"]),
+            "isP2pSupported": 0,
+            "sliceCount": int(info["sliceCount"]),
+            "instanceCount": int(info["instanceCount"]),
+            "multiprocessorCount": int(info["multiprocessorCount"]),
+            "copyEngineCount": 0,
+            "decoderCount": 0,
+            "encoderCount": 0,
+            "jpegCount": 0,
+            "ofaCount": 0,
+            "memorySizeMB": int(info["memorySizeMB"]),
+        }
+        if version == 2:
+            fields.update(version=nvmlGpuInstanceProfileInfo_v2, name=_bytes_field(info["name"]))
+        return SimpleNamespace(**fields)
 
 
 # --- the module interface (DRA_CDI_DRIVER_NVML_MODULE=tests.fakes.fake_nvml) ----------------

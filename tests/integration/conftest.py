@@ -55,16 +55,21 @@ class DriverProcess:
         return self.root / "cdi"
 
     @property
+    def pod_uid(self) -> str | None:
+        return self.env.get("POD_UID") or None
+
+    @property
     def dra_socket(self) -> Path:
-        return self.plugin_dir / "dra.sock"
+        return self.plugin_dir / (f"dra-{self.pod_uid}.sock" if self.pod_uid else "dra.sock")
 
     @property
     def registration_socket(self) -> Path:
-        return self.registrar_dir / f"{DRIVER}-reg.sock"
+        uid = f"-{self.pod_uid}" if self.pod_uid else ""
+        return self.registrar_dir / f"{DRIVER}{uid}-reg.sock"
 
     @property
     def log_path(self) -> Path:
-        return self.root / "driver.log"
+        return self.root / (f"driver-{self.pod_uid}.log" if self.pod_uid else "driver.log")
 
     def start(self) -> None:
         args = [
@@ -184,11 +189,23 @@ def make_driver(tmp_path: Path) -> Iterator[DriverFactory]:
     """Start driver processes against an API URL; all are killed and cleaned up after."""
     started: list[DriverProcess] = []
 
-    def make(api_url: str, extra_args: Sequence[str] = ()) -> DriverProcess:
-        # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be long.
-        root = Path(tempfile.mkdtemp(prefix="dra-it-", dir="/tmp"))
+    def make(
+        api_url: str,
+        extra_args: Sequence[str] = (),
+        *,
+        pod_uid: str | None = None,
+        beside: DriverProcess | None = None,
+    ) -> DriverProcess:
+        """`beside`: share that driver's dirs, as the two pods of a rolling update do."""
+        # Unix socket paths are limited to 105 bytes (gRPC); pytest's tmp_path can be long.
+        root = beside.root if beside else Path(tempfile.mkdtemp(prefix="dra-it-", dir="/tmp"))
         kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{len(started)}", api_url)
-        driver = DriverProcess(root=root, kubeconfig=kubeconfig, extra_args=list(extra_args))
+        driver = DriverProcess(
+            root=root,
+            kubeconfig=kubeconfig,
+            extra_args=list(extra_args),
+            env={"POD_UID": pod_uid} if pod_uid else {},
+        )
         started.append(driver)
         driver.start()
         return driver

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dra_cdi_driver.claims import AllocationResult, parse_allocation
+from dra_cdi_driver import kube
+from dra_cdi_driver.claims import AllocationResult, ApiClaimReader, parse_allocation
 from dra_cdi_driver.model import ClaimError, ClaimRef
-from tests.fakeapi import claim_object, result
+from tests.fakeapi import FakeApi, claim_object, result, serve, write_kubeconfig
 
 DRIVER = "gpu.cdi.example.com"
 UID = "7f0c1e2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -112,3 +115,43 @@ def test_a_uid_that_is_not_one_is_not_echoed() -> None:
     with pytest.raises(ClaimError, match="uid that is not a UUID for ns/c") as caught:
         parse_allocation(claim_object("c", "x\n" * 1000, [], namespace="ns"), REF, DRIVER)
     assert "\n" not in str(caught.value)
+
+
+def test_a_claim_nested_too_deeply_to_decode_is_a_clear_error(tmp_path: Path) -> None:
+    """Found by tests/fuzz: 10 KiB of opaque parameters nest ~5,000 levels deep, and the
+    kubernetes client's JSON decoder gave up with a RecursionError ("internal error")."""
+    api = FakeApi()
+    nested = '{"k":[' * 2500 + "0" + "]}" * 2500
+    body = json.dumps(claim_object("c", UID, [result("gpu-0")], namespace="ns"))
+    api.add_raw_claim(
+        "ns", "c", body.replace('"spec": {', f'"spec": {{"deep": {nested}, ', 1).encode()
+    )
+    with serve(api) as url:
+        client = kube.api_client(write_kubeconfig(tmp_path / "kubeconfig", url))
+        with pytest.raises(ClaimError) as caught:
+            ApiClaimReader(client).read(REF, timeout=10)
+    assert "nested too deeply to decode" in caught.value.problem
+    assert "at most 16 levels" in caught.value.problem
+
+
+@pytest.mark.parametrize("body", [b"{", b"<html>", b"\xff\xfe{}"])
+def test_an_answer_that_is_not_json_is_a_clear_error(tmp_path: Path, body: bytes) -> None:
+    """Found by tests/fuzz: the client's JSONDecodeError or UnicodeDecodeError reached the
+    catch-all and the kubelet was told "internal error in the driver"."""
+    api = FakeApi()
+    api.add_raw_claim("ns", "c", body)
+    with serve(api) as url:
+        client = kube.api_client(write_kubeconfig(tmp_path / "kubeconfig", url))
+        with pytest.raises(ClaimError) as caught:
+            ApiClaimReader(client).read(REF, timeout=10)
+    assert "the API server's answer is not JSON" in caught.value.problem
+
+
+@pytest.mark.parametrize("allocation", [[{"devices": {}}], "allocated", 1, True])
+def test_an_allocation_that_is_not_an_object_is_malformed(allocation: Any) -> None:
+    """Found by tests/fuzz: `allocation.get` raised AttributeError, which reached the
+    catch-all as "internal error in the driver"."""
+    obj = claim_object("c", UID, None, namespace="ns")
+    obj["status"]["allocation"] = allocation
+    with pytest.raises(ClaimError, match=r"malformed status\.allocation: not an object"):
+        parse_allocation(obj, REF, DRIVER)

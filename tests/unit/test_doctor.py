@@ -584,7 +584,7 @@ def test_the_text_output_is_one_line_per_check_and_a_summary() -> None:
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A dir with a short path: the registration socket's path must fit 107 bytes."""
+    """A dir with a short path: the registration socket's path must fit 105 bytes."""
     path = Path(tempfile.mkdtemp(dir="/tmp"))
     yield path
     shutil.rmtree(path)

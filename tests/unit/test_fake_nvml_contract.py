@@ -85,3 +85,30 @@ def test_struct_fields_the_fake_returns_exist_in_pynvml(
     fake.nvmlInit()
     returned = set(vars(getattr(fake, call)(handle)))
     assert returned <= _fields(getattr(pynvml, struct)), returned - _fields(getattr(pynvml, struct))
+
+
+@pytest.mark.parametrize(
+    ("version", "struct"),
+    [(2, "c_nvmlGpuInstanceProfileInfo_v2_t"), (1, "c_nvmlGpuInstanceProfileInfo_t")],
+)
+def test_gpu_instance_profile_info_has_pynvml_fields(version: int, struct: str) -> None:
+    fake = FakeNvml(h100_node())
+    fake.nvmlInit()
+    info = fake.nvmlDeviceGetGpuInstanceProfileInfo(
+        Handle(3), fake_nvml.NVML_GPU_INSTANCE_PROFILE_7_SLICE, version
+    )
+    assert set(vars(info)) == _fields(getattr(pynvml, struct))
+    if version == 2:
+        assert info.version == pynvml.nvmlGpuInstanceProfileInfo_v2 == 0x02000098
+
+
+def test_the_driver_asks_for_the_profiles_and_errors_pynvml_has() -> None:
+    from dra_cdi_driver.devices import nvidia_nvml
+
+    slices = [8, 7, 6, 4, 3, 2, 1]  # largest first: the first a GPU supports is all of it
+    expected = [getattr(pynvml, f"NVML_GPU_INSTANCE_PROFILE_{n}_SLICE") for n in slices]
+    assert list(nvidia_nvml.FULL_GPU_PROFILES) == expected
+    codes = ("INVALID_ARGUMENT", "NOT_SUPPORTED", "NOT_FOUND", "FUNCTION_NOT_FOUND")
+    assert {c: getattr(nvidia_nvml, c) for c in codes} == {
+        c: getattr(pynvml, f"NVML_ERROR_{c}") for c in codes
+    }

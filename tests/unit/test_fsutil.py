@@ -96,3 +96,12 @@ def test_ensure_creates_the_directory_not_group_or_world_writable(tmp_path: Path
     RootDir(tmp_path / "new" / "dir").ensure()
     assert loose.stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "new" / "dir").stat().st_mode & 0o022 == 0
+
+
+def test_remove_temporaries_leaves_a_directory_of_such_a_name(root: RootDir) -> None:
+    """Found by tests/fuzz: a directory named like a temporary raised IsADirectoryError out
+    of the start-up sweep, and the driver could not start."""
+    (root.path / ".x.json.0123abcd.tmp").mkdir()
+    (root.path / ".y.json.0123abcd.tmp").write_text("half a spec")
+    assert root.remove_temporaries() == 1
+    assert [p.name for p in root.path.iterdir()] == [".x.json.0123abcd.tmp"]

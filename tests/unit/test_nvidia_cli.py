@@ -66,8 +66,17 @@ def test_devices_shows_the_slice_the_scheduler_will_see(
     assert main([*devices_argv(host), "--plugin-dir", str(plugin_dir)]) == 0
     assert not plugin_dir.exists(), "`devices` wrote to the node (the ldcache hook?)"
     report = yaml.safe_load(capsys.readouterr().out)
-    [resource_slice] = report["resourceSlices"]
+    # The devices, then the MIG-enabled GPU's counter set in a slice of its own.
+    resource_slice, counter_slice = report["resourceSlices"]
     assert resource_slice["spec"]["pool"]["name"] == "gpu-node"
+    assert counter_slice["spec"]["sharedCounters"] == [
+        {
+            "name": "gpu-3-counters",
+            "counters": {"memory": {"value": "81152Mi"}, "slices": {"value": "7"}},
+        }
+    ]
+    [counter_set] = report["counterSets"]
+    assert counter_set["consumedBy"] == ["gpu-3", *(f"gpu-3-mig-{gi}-0" for gi in range(7, 14))]
     devices = {d["name"]: d for d in resource_slice["spec"]["devices"]}
     assert len(devices) == 15
     gpu = devices["gpu-0"]
@@ -83,6 +92,13 @@ def test_devices_shows_the_slice_the_scheduler_will_see(
     mig = devices["gpu-3-mig-13-0"]
     assert mig["attributes"]["profile"] == {"string": "1g.10gb"}
     assert mig["capacity"]["multiprocessors"] == {"value": "16"}
+    assert mig["consumesCounters"] == [
+        {
+            "counterSet": "gpu-3-counters",
+            "counters": {"memory": {"value": "9984Mi"}, "slices": {"value": "1"}},
+        }
+    ]
+    assert "consumesCounters" not in gpu  # not in MIG mode: a whole device, as before
 
 
 def test_the_installed_command_runs_with_the_fake_nvml(

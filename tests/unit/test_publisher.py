@@ -26,7 +26,13 @@ from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.mock import MockSource
 from dra_cdi_driver.publisher import Publisher
 from dra_cdi_driver.slice_api import KubeSliceApi, SliceApiError, WatchEvent
-from dra_cdi_driver.slices import Slice, slice_name
+from dra_cdi_driver.slices import (
+    CONSUMABLE_CAPACITY,
+    PARTITIONABLE,
+    Slice,
+    slice_name,
+    without,
+)
 
 DRIVER = "gpu.cdi.example.com"
 NODE = "node-1"
@@ -48,6 +54,7 @@ class FakeSliceApi:
         self._lock = threading.Lock()
         self._watchers: list[queue.Queue[WatchEvent | None]] = []
         self.watch_calls: list[str | None] = []
+        self.drops: set[str] = set()  # DRA features whose fields this "server" drops
 
     # -- test helpers --
 
@@ -70,6 +77,7 @@ class FakeSliceApi:
             self._emit("DELETED", obj)
 
     def _store(self, obj: Slice, event: str) -> Slice:
+        obj = without(obj, self.drops)  # a gate that is off: the server drops its fields
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         obj["metadata"].setdefault("uid", f"uid-{self._rv}")
@@ -571,3 +579,29 @@ def test_unreachable_server_message_is_stable() -> None:
             kube_api()._call("list", "x", down)
         messages.add(str(caught.value))
     assert len(messages) == 1 and "0x" not in messages.pop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "feature", "devices"),
+    [("partitioned", PARTITIONABLE, 2), ("shared", CONSUMABLE_CAPACITY, 2)],
+)
+def test_a_feature_the_server_drops_is_given_up_with_one_log_line(
+    mode: str, feature: str, devices: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeSliceApi()
+    api.drops = {feature}
+    nowhere = Path("/nonexistent")
+    inv = Inventory(MockSource(NODE, 2, dev_dir=nowhere, lib_dir=nowhere, mode=mode))
+    inv.refresh()
+    publisher = Publisher(api, inv)
+    publisher.sync_once()  # written with the feature's fields; the server drops them
+    publisher.sync_once()  # noticed: written again without the feature
+    assert publisher.sync_once().writes == 0  # and then steady, not a rewrite loop
+    assert publisher.features_off == {feature}
+    lines = [r for r in caplog.records if "drops the fields of a DRA feature" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].fields["feature"] == feature  # type: ignore[attr-defined]
+    ours = list(api.ours().values())
+    published = [d for s in ours for d in s["spec"].get("devices", [])]
+    assert len(published) == devices  # whole GPUs: without counters, parts would overlap
+    assert not any(s["spec"].get("sharedCounters") for s in ours)
+    assert not any(d.get("allowMultipleAllocations") for d in published)

@@ -23,6 +23,7 @@ def create_source(settings: Settings) -> DeviceSource:
             dev_dir=settings.mock_dev_dir,
             lib_dir=settings.mock_lib_dir,
             bin_dir=settings.mock_bin_dir,
+            mode=settings.mock_gpu_mode,
         )
     if settings.device_source == "nvidia":
         from dra_cdi_driver.devices.nvidia import NvidiaSource

@@ -43,6 +43,37 @@ MAX_ATTRIBUTE_ID = 32
 MAX_DOMAIN = 63
 MAX_STRING_VALUE = 64
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_COUNTER_USES = 2  # consumesCounters entries per device
+MAX_COUNTERS_PER_SET = 32
+
+
+@dataclass(frozen=True)
+class CounterSet:
+    """What a piece of hardware has to give out (DRAPartitionableDevices): e.g. a GPU's
+    memory and compute slices, which its whole form and its partitions consume."""
+
+    name: str  # a DNS label, unique in the pool
+    counters: Mapping[str, str]  # counter name (a DNS label) -> quantity
+
+
+@dataclass(frozen=True)
+class CounterUse:
+    """How much of one counter set a device takes while it is allocated."""
+
+    counter_set: str
+    counters: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How much of a shareable device's capacity one allocation takes (DRAConsumableCapacity):
+    `default` when the claim does not say, else what it asks for, rounded up to
+    `min + n * step` and at most `max`."""
+
+    default: str
+    min: str
+    max: str | None = None
+    step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +83,15 @@ class Device:
     capacity: Mapping[str, str]  # Kubernetes quantities, e.g. {"memory": "80Gi"}
     edits: ContainerEdits  # what a container that is given this device sees
     labels: Mapping[str, str] = field(default_factory=dict)  # source-private, never published
+    # Partitionable devices: the counter sets this device consumes (at most 2).
+    consumes: tuple[CounterUse, ...] = ()
+    # Without shared counters this device must not be published (a partition that overlaps
+    # its GPU, or a GPU whose MIG devices are listed): the scheduler could hand out both.
+    needs_counters: bool = False
+    # Consumable capacity: several claims may hold this device at once, each taking a part
+    # of each capacity in `request_policies`.
+    shareable: bool = False
+    request_policies: Mapping[str, RequestPolicy] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Everything about this device that the API server would reject."""
@@ -91,7 +131,64 @@ class Device:
                 )
         if not self.edits:
             found.append(f"device {self.name}: no container edits (CDI needs at least one)")
+        found += self._sharing_problems()
         return found
+
+    def _sharing_problems(self) -> list[str]:
+        found: list[str] = []
+        if len(self.consumes) > MAX_COUNTER_USES:
+            found.append(f"device {self.name}: consumes more than {MAX_COUNTER_USES} counter sets")
+        for use in self.consumes:
+            for counter, quantity in use.counters.items():
+                if not _DNS_LABEL.fullmatch(counter) or not _is_quantity(quantity):
+                    found.append(
+                        f"device {self.name}: counter {use.counter_set}/{counter}={quantity!r} "
+                        "is not a DNS label with a quantity"
+                    )
+        if self.request_policies and not self.shareable:
+            found.append(f"device {self.name}: request policies need a shareable device")
+        for name, policy in self.request_policies.items():
+            if name not in self.capacity:
+                found.append(f"device {self.name}: request policy for unknown capacity {name}")
+            values = [policy.default, policy.min, policy.max, policy.step]
+            if not all(_is_quantity(v) for v in values if v is not None):
+                found.append(f"device {self.name}: request policy of {name} is not quantities")
+        return found
+
+
+def _is_quantity(value: str) -> bool:
+    try:
+        parse_quantity(value)
+    except (ValueError, ArithmeticError):
+        return False
+    return True
+
+
+def counter_problems(devices: Sequence[Device], counter_sets: Sequence[CounterSet]) -> list[str]:
+    """Counter sets the API would reject, and devices consuming counters that do not exist."""
+    found: list[str] = []
+    known = {c.name: c for c in counter_sets}
+    if len(known) != len(counter_sets):
+        found.append("a counter set name is used twice")
+    for cs in counter_sets:
+        if len(cs.name) > MAX_DEVICE_NAME or not _DNS_LABEL.fullmatch(cs.name):
+            found.append(f"counter set name {cs.name!r} is not a DNS label")
+        if len(cs.counters) > MAX_COUNTERS_PER_SET:
+            found.append(f"counter set {cs.name}: more than {MAX_COUNTERS_PER_SET} counters")
+        for counter, quantity in cs.counters.items():
+            if not _DNS_LABEL.fullmatch(counter) or not _is_quantity(quantity):
+                found.append(f"counter set {cs.name}: {counter}={quantity!r} is not valid")
+    for device in devices:
+        for use in device.consumes:
+            counters = known.get(use.counter_set)
+            if counters is None:
+                found.append(f"device {device.name}: no counter set {use.counter_set}")
+            elif not use.counters.keys() <= counters.counters.keys():
+                found.append(
+                    f"device {device.name}: counters {sorted(use.counters)} are not all in "
+                    f"counter set {use.counter_set}"
+                )
+    return found
 
 
 def qualified_name_problem(name: str) -> str | None:
@@ -129,6 +226,17 @@ class DeviceSource(ABC):
     def config_edits(self, device: Device, config: GpuConfig) -> ContainerEdits:
         """Edits that the claim's opaque configuration adds for one device."""
         return ContainerEdits(env=tuple(env(k, v) for k, v in sorted(config.env.items())))
+
+    def allocation_edits(
+        self, device: Device, consumed: Mapping[str, str], share_id: str | None
+    ) -> ContainerEdits:
+        """Edits for one allocation of `device`: of a shareable device, the share it is
+        (`share_id`) and the capacity the claim took (`consumed`). Nothing by default."""
+        return ContainerEdits()
+
+    def counter_sets(self) -> list[CounterSet]:
+        """The counter sets of the devices the last `discover` returned (none by default)."""
+        return []
 
     def extra_cdi_ids(self, device: Device) -> tuple[str, ...]:
         """Fully qualified CDI ids of other specs (e.g. a vendor's own) that a container given

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from dra_cdi_driver.devices.base import Device, DeviceSource
+from dra_cdi_driver.devices.base import CounterSet, Device, DeviceSource, counter_problems
 from dra_cdi_driver.logs import kv
 
 log = logging.getLogger(__name__)
@@ -23,24 +23,28 @@ class Inventory:
     def __init__(self, source: DeviceSource) -> None:
         self.source = source
         self._devices: dict[str, Device] = {}
+        self._counter_sets: list[CounterSet] = []
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
         """Discover again; returns True (and tells listeners) when anything changed."""
         devices = self.source.discover()
+        counter_sets = self.source.counter_sets()
         problems = [p for d in devices for p in d.problems()]
+        problems += counter_problems(devices, counter_sets)
         names = [d.name for d in devices]
         problems += [f"device name {n!r} is used twice" for n in set(names) if names.count(n) > 1]
         if problems:
             raise InventoryError(f"device source {self.source.name!r}: " + "; ".join(problems))
         with self._lock:
             new = {d.name: d for d in devices}
-            if new == self._devices:
+            if new == self._devices and counter_sets == self._counter_sets:
                 return False
             added = sorted(new.keys() - self._devices.keys())
             removed = sorted(self._devices.keys() - new.keys())
             self._devices = new
+            self._counter_sets = counter_sets
             listeners = list(self._listeners)
         log.info(
             "device inventory changed",
@@ -53,6 +57,10 @@ class Inventory:
     def devices(self) -> list[Device]:
         with self._lock:
             return list(self._devices.values())
+
+    def counter_sets(self) -> list[CounterSet]:
+        with self._lock:
+            return list(self._counter_sets)
 
     def get(self, name: str) -> Device | None:
         with self._lock:

@@ -8,6 +8,15 @@ classic paths inside the container wherever the host keeps it (--mock-*-dir):
 - its library /mock/so/device_<i>.so, bind-mounted read-only;
 - once per claim, every file of /mock/bin (list_device.sh, ...), bind-mounted read-only
   (nosuid, nodev) into the container's /usr/local/bin.
+
+Three ways to publish them (--mock-gpu-mode):
+- `whole`: each GPU goes to one claim at a time;
+- `shared`: each GPU is shareable (consumable capacity): claims take a part of its
+  `memory` (default 10Gi, in steps of 1Gi) and `compute` (default 10 of 100), and several
+  hold it at once until it is used up; a container sees the share it was given;
+- `partitioned`: each GPU has a counter set (80Gi of memory, 4 compute slices) that the
+  whole GPU, its two halves and its four quarters consume, so that the scheduler never hands
+  out more of a GPU than it has.
 """
 
 from __future__ import annotations
@@ -16,12 +25,20 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from dra_cdi_driver.cdi import ContainerEdits, DeviceNode, Mount, env
 from dra_cdi_driver.config import GpuConfig
-from dra_cdi_driver.devices.base import Device, DeviceSource, Version
+from dra_cdi_driver.devices.base import (
+    CounterSet,
+    CounterUse,
+    Device,
+    DeviceSource,
+    RequestPolicy,
+    Version,
+)
 from dra_cdi_driver.logs import kv
 
 log = logging.getLogger(__name__)
@@ -31,6 +48,15 @@ _UUID_NAMESPACE = uuid.UUID("6b1d3c0e-8f5a-4a53-9a53-2f1c1d7e0c11")
 MODEL = "Mock GPU 80GB"
 DRIVER_VERSION = "1.0.0"
 MEMORY = "80Gi"
+MODES = ("whole", "shared", "partitioned")
+# Consumable capacity of a shared GPU: what one claim takes unless it asks, and the grain.
+SHARED_CAPACITY = {
+    "memory": (MEMORY, RequestPolicy(default="10Gi", min="1Gi", step="1Gi")),
+    "compute": ("100", RequestPolicy(default="10", min="1", step="1")),
+}
+# The parts of a partitioned GPU: (kind, how many, memory, compute slices) each.
+SLICES = 4
+PARTITIONS = (("whole", 1, MEMORY, SLICES), ("half", 2, "40Gi", 2), ("quarter", 4, "20Gi", 1))
 # Where a container finds what it is given, wherever the host keeps it: the classic paths,
 # and the shared tools on every image's PATH.
 CONTAINER_DEV_DIR = Path("/dev/mock")
@@ -49,9 +75,13 @@ class MockSource(DeviceSource):
         dev_dir: Path = Path("/dev/mock"),
         lib_dir: Path = Path("/mock/so"),
         bin_dir: Path = Path("/mock/bin"),
+        mode: str = "whole",
     ) -> None:
         if count < 0:
             raise ValueError(f"--mock-devices must be >= 0, not {count}")
+        if mode not in MODES:
+            raise ValueError(f"--mock-gpu-mode {mode!r}: one of {', '.join(MODES)}")
+        self.mode = mode
         self.node_name = node_name
         self.count = count
         self.dev_dir = dev_dir
@@ -62,7 +92,13 @@ class MockSource(DeviceSource):
 
     def discover(self) -> list[Device]:
         self._tools = self._find_tools()
-        devices = [self._device(i) for i in range(self.count)]
+        gpus = [self._device(i) for i in range(self.count)]
+        if self.mode == "shared":
+            devices = [self._shared(gpu) for gpu in gpus]
+        elif self.mode == "partitioned":
+            devices = [part for gpu in gpus for part in self._partitions(gpu)]
+        else:
+            devices = gpus
         without_host_paths = sum(
             1 for d in devices if not d.edits.device_nodes and not d.edits.mounts
         )
@@ -102,8 +138,81 @@ class MockSource(DeviceSource):
             },
             capacity={"memory": MEMORY},
             edits=edits,
-            labels={"index": str(index)},
+            labels={"index": str(index), "env": str(index)},
         )
+
+    def _shared(self, gpu: Device) -> Device:
+        return replace(
+            gpu,
+            capacity={name: total for name, (total, _) in SHARED_CAPACITY.items()},
+            shareable=True,
+            request_policies={name: policy for name, (_, policy) in SHARED_CAPACITY.items()},
+        )
+
+    def _partitions(self, gpu: Device) -> list[Device]:
+        """The whole GPU and its parts, each consuming its share of the GPU's counter set."""
+        return [
+            self._part(gpu, kind, j, memory, slices)
+            for kind, count, memory, slices in PARTITIONS
+            for j in range(count)
+        ]
+
+    def _part(self, gpu: Device, kind: str, j: int, memory: str, slices: int) -> Device:
+        """One part of `gpu`: its own name, UUID and variables; the GPU's device node and
+        library. The whole GPU is a part too: it consumes the whole counter set."""
+        index = gpu.labels["index"]
+        name = gpu.name if kind == "whole" else f"{gpu.name}-{kind}-{j}"
+        key = index if kind == "whole" else f"{index}_{kind.upper()}_{j}"
+        part_uuid = str(gpu.attributes["uuid"])  # the whole GPU keeps its own
+        if kind != "whole":
+            part_uuid = "GPU-" + str(uuid.uuid5(_UUID_NAMESPACE, f"{self.node_name}/{name}"))
+        variables = (env(f"GPU_DEVICE_{key}", name), env(f"GPU_DEVICE_{key}_UUID", part_uuid))
+        use = CounterUse(self._counter_set_name(index), {"memory": memory, "slices": str(slices)})
+        return replace(
+            gpu,
+            name=name,
+            attributes={
+                **gpu.attributes,
+                "uuid": part_uuid,
+                "partition": kind,
+                "parentUUID": str(gpu.attributes["uuid"]),
+            },
+            capacity={"memory": memory},
+            edits=ContainerEdits(
+                env=variables, device_nodes=gpu.edits.device_nodes, mounts=gpu.edits.mounts
+            ),
+            labels={"index": index, "env": key},
+            consumes=(use,),
+            # Without shared counters the parts would overlap their GPU: only it is published.
+            needs_counters=kind != "whole",
+        )
+
+    @staticmethod
+    def _counter_set_name(index: str) -> str:
+        return f"gpu-{index}-counters"
+
+    def counter_sets(self) -> list[CounterSet]:
+        if self.mode != "partitioned":
+            return []
+        return [
+            CounterSet(self._counter_set_name(str(i)), {"memory": MEMORY, "slices": str(SLICES)})
+            for i in range(self.count)
+        ]
+
+    def allocation_edits(
+        self, device: Device, consumed: Mapping[str, str], share_id: str | None
+    ) -> ContainerEdits:
+        """What a container sees of its share of a shared GPU."""
+        if share_id is None:
+            return ContainerEdits()
+        key = device.labels["env"]
+        variables = [env(f"GPU_DEVICE_{key}_SHARE_ID", share_id)]
+        variables += [
+            env(f"GPU_DEVICE_{key}_{name.upper()}_LIMIT", consumed[name])
+            for name in sorted(consumed)
+            if name in SHARED_CAPACITY
+        ]
+        return ContainerEdits(env=tuple(variables))
 
     def _find_tools(self) -> tuple[Mount, ...]:
         """The regular files of bin_dir, as read-only mounts into /usr/local/bin. Symlinks
@@ -130,7 +239,7 @@ class MockSource(DeviceSource):
         return ContainerEdits(mounts=self._tools) if devices else ContainerEdits()
 
     def config_edits(self, device: Device, config: GpuConfig) -> ContainerEdits:
-        index = device.labels["index"]
+        index = device.labels["env"]
         sharing = [env(f"GPU_DEVICE_{index}_SHARING_STRATEGY", config.sharing)]
         if config.time_slice:
             sharing.append(env(f"GPU_DEVICE_{index}_TIMESLICE_INTERVAL", config.time_slice))

@@ -3,7 +3,9 @@ container runtime.
 
 Each GPU is a device `gpu-<minor>` (the minor of /dev/nvidia<minor>); on a GPU in MIG mode
 each MIG device is one more, `gpu-<minor>-mig-<gi>-<ci>`. The MIG-enabled GPU itself stays
-listed, with migEnabled=true, so that the scheduler and people can see it.
+listed, with migEnabled=true; it and its MIG devices consume one counter set, so that the
+scheduler never hands out both (nvidia_mig.py). Where the API server does not serve shared
+counters, only the MIG devices are published.
 
 A container given a GPU gets its device node (a MIG device: the parent's node and its
 /dev/nvidia-caps access nodes); once per claim, the control nodes and the driver's
@@ -22,10 +24,11 @@ from typing import Any
 
 from dra_cdi_driver.cdi import ContainerEdits, env
 from dra_cdi_driver.config import ConfigError, GpuConfig
-from dra_cdi_driver.devices import nvidia_nvml
+from dra_cdi_driver.devices import nvidia_mig, nvidia_nvml
 from dra_cdi_driver.devices.base import (
     MAX_STRING_VALUE,
     AttributeValue,
+    CounterSet,
     Device,
     DeviceSource,
     Version,
@@ -108,6 +111,7 @@ class NvidiaSource(DeviceSource):
         self.ldcache_hook = ldcache_hook if cdi_mode == "driver" else None
         self._dev = dev_root(self.root)
         self._files = DriverFiles((), ())
+        self._counter_sets: list[CounterSet] = []
         self._warned: set[str] = set()
 
     # --- discovery ---------------------------------------------------------------------
@@ -136,6 +140,15 @@ class NvidiaSource(DeviceSource):
         for gpu in snapshot.gpus:
             devices.append(self._gpu(snapshot, gpu, toolkit))
             devices += [self._mig(snapshot, gpu, mig, toolkit) for mig in gpu.migs]
+        mig_gpus = [gpu for gpu in snapshot.gpus if gpu.mig_enabled]
+        self._counter_sets = [nvidia_mig.counter_set(gpu) for gpu in mig_gpus]
+        unsized = [f"gpu-{gpu.minor}" for gpu in mig_gpus if gpu.mig_capacity is None]
+        if unsized:
+            self._warn_once(
+                "NVML reports no full-GPU MIG profile; these GPUs' counter sets hold only "
+                "what their MIG devices use",
+                devices=unsized,
+            )
         without_caps = [d.name for d in devices if d.labels.get(_NO_CAPS)]
         if without_caps:
             # Best effort: without its access nodes a MIG device is invisible to CUDA.
@@ -148,6 +161,9 @@ class NvidiaSource(DeviceSource):
                 dev_root=str(self._dev.mount),
             )
         return devices
+
+    def counter_sets(self) -> list[CounterSet]:
+        return list(self._counter_sets)
 
     def _module(self) -> Any:
         if self._nvml is None:
@@ -194,6 +210,10 @@ class NvidiaSource(DeviceSource):
             capacity={} if gpu.memory is None else {"memory": str(gpu.memory)},
             edits=ContainerEdits(device_nodes=(self._dev.device_node(f"/dev/nvidia{gpu.minor}"),)),
             labels=labels,
+            # In MIG mode the whole GPU overlaps its MIG devices: it takes all of its counter
+            # set, and without shared counters it is not published (its MIG devices are).
+            consumes=(nvidia_mig.gpu_use(gpu),) if gpu.mig_enabled else (),
+            needs_counters=gpu.mig_enabled,
         )
 
     def _mig(
@@ -225,6 +245,8 @@ class NvidiaSource(DeviceSource):
             capacity={"memory": str(mig.memory), "multiprocessors": str(mig.multiprocessors)},
             edits=ContainerEdits(device_nodes=tuple(self._dev.device_node(n) for n in nodes)),
             labels=labels,
+            consumes=(nvidia_mig.mig_use(gpu, mig),),
+            needs_counters=nvidia_mig.shares_gpu_instance(gpu, mig),
         )
 
     # --- what a claim gets -------------------------------------------------------------

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 NVML_MODULE_ENV = "DRA_CDI_DRIVER_NVML_MODULE"
 
 # NVML return codes (nvml.h; stable across driver versions).
+INVALID_ARGUMENT = 2
 NOT_SUPPORTED = 3
 NO_PERMISSION = 4
 NOT_FOUND = 6
@@ -39,6 +40,10 @@ GPU_IS_LOST = 15
 RESET_REQUIRED = 16
 LIB_RM_VERSION_MISMATCH = 18
 GPU_NOT_FOUND = 28
+
+# GPU-instance profiles (nvml.h's NVML_GPU_INSTANCE_PROFILE_<n>_SLICE), largest first: the
+# largest one a GPU supports spans the whole GPU (7 slices on an A100 or H100, 4 on an A30).
+FULL_GPU_PROFILES = (0x5, 0x4, 0x6, 0x3, 0x2, 0x1, 0x0)  # 8, 7, 6, 4, 3, 2, 1 slices
 
 # A GPU failing with one of these is unusable: it is left out (and so leaves the slice).
 _GPU_GONE = (GPU_IS_LOST, RESET_REQUIRED, GPU_NOT_FOUND, NOT_FOUND)
@@ -102,6 +107,16 @@ class MigInfo:
     profile: str  # e.g. "1g.10gb"
     memory: int  # bytes
     multiprocessors: int
+    gpu_instance_slices: int  # of its GPU instance, which its compute instances share
+    memory_mib: int  # of its GPU instance (NVML's memorySizeMB, in MiB)
+
+
+@dataclass(frozen=True)
+class MigCapacity:
+    """All that a GPU in MIG mode can give out: its full-GPU instance profile's size."""
+
+    slices: int
+    memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class GpuInfo:
     pci_bus_id: str  # as NVML reports it, e.g. "00000000:18:00.0"
     mig_enabled: bool
     migs: tuple[MigInfo, ...] = ()
+    mig_capacity: MigCapacity | None = None  # None: not in MIG mode, or NVML would not say
 
 
 @dataclass(frozen=True)
@@ -244,7 +260,36 @@ def _gpu(nvml: Any, index: int) -> GpuInfo:
         pci_bus_id=_text(nvml.nvmlDeviceGetPciInfo(handle).busId),
         mig_enabled=mig_enabled,
         migs=_migs(nvml, handle) if mig_enabled else (),
+        mig_capacity=_mig_capacity(nvml, handle) if mig_enabled else None,
     )
+
+
+def _mig_capacity(nvml: Any, handle: Any) -> MigCapacity | None:
+    """The size of the largest GPU-instance profile the GPU supports, i.e. the whole GPU;
+    None where NVML supports none of them."""
+    for profile in FULL_GPU_PROFILES:
+        try:
+            info = _profile_info(nvml, handle, profile)
+        except nvml.NVMLError as err:
+            if getattr(err, "value", None) in (NOT_SUPPORTED, INVALID_ARGUMENT):
+                continue  # not a profile of this GPU (or of this driver): try a smaller one
+            raise
+        if info is None:
+            return None
+        return MigCapacity(slices=int(info.sliceCount), memory_mib=int(info.memorySizeMB))
+    return None
+
+
+def _profile_info(nvml: Any, handle: Any, profile: int) -> Any:
+    """pynvml's default (version 2) calls nvmlDeviceGetGpuInstanceProfileInfoV, which older
+    drivers lack: then the version 1 call. None where neither exists."""
+    for version in (2, 1):
+        try:
+            return nvml.nvmlDeviceGetGpuInstanceProfileInfo(handle, profile, version)
+        except nvml.NVMLError as err:
+            if getattr(err, "value", None) != FUNCTION_NOT_FOUND:
+                raise
+    return None
 
 
 def _migs(nvml: Any, parent: Any) -> tuple[MigInfo, ...]:
@@ -266,6 +311,8 @@ def _migs(nvml: Any, parent: Any) -> tuple[MigInfo, ...]:
                 profile=_profile(_text(nvml.nvmlDeviceGetName(handle)), attributes),
                 memory=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
                 multiprocessors=int(attributes.multiprocessorCount),
+                gpu_instance_slices=int(attributes.gpuInstanceSliceCount),
+                memory_mib=int(attributes.memorySizeMB),
             )
         )
     return tuple(found)

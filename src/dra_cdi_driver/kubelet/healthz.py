@@ -1,7 +1,9 @@
-"""GET /healthz: 200 only while both kubelet-facing gRPC servers answer on their sockets.
+"""The driver's HTTP port: GET /healthz for the probes, GET /metrics for Prometheus.
 
-It dials the sockets the way the kubelet does, so a wedged server, a deleted
-socket or a dead thread pool fails the liveness probe and the pod restarts.
+/healthz is 200 only while both kubelet-facing gRPC servers answer on their sockets
+(this instance's: named with the pod UID when it has one). It dials them the way the
+kubelet does, so a wedged server, a deleted socket or a dead thread pool fails the
+liveness probe and the pod restarts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -21,6 +24,7 @@ from dra_cdi_driver.kubelet.pb import (
     pluginregistration_v1_pb2_grpc,
 )
 from dra_cdi_driver.logs import kv
+from dra_cdi_driver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +49,33 @@ def check(dra_socket: Path, registration_socket: Path) -> str | None:
 
 
 class HealthServer:
-    def __init__(self, port: int, dra_socket: Path, registration_socket: Path) -> None:
+    def __init__(
+        self,
+        port: int,
+        dra_socket: Path,
+        registration_socket: Path,
+        metrics: Metrics | None = None,
+    ) -> None:
         sockets = (dra_socket, registration_socket)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != "/healthz":
+                path = urlsplit(self.path).path
+                if path == "/healthz":
+                    problem = check(*sockets)
+                    if problem:
+                        log.warning("health check failed", extra=kv(problem=problem))
+                    body = (problem or "ok").encode() + b"\n"
+                    self._answer(503 if problem else 200, body, "text/plain")
+                elif path == "/metrics" and metrics is not None:
+                    body, content_type = metrics.render(self.headers.get("Accept"))
+                    self._answer(200, body, content_type)
+                else:
                     self.send_error(404)
-                    return
-                problem = check(*sockets)
-                if problem:
-                    log.warning("health check failed", extra=kv(problem=problem))
-                body = (problem or "ok").encode() + b"\n"
-                self.send_response(503 if problem else 200)
-                self.send_header("Content-Type", "text/plain")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -75,7 +92,7 @@ class HealthServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /healthz", extra=kv(port=self.port))
+        log.info("serving /healthz and /metrics", extra=kv(port=self.port))
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -25,6 +25,7 @@ from dra_cdi_driver.kubelet.pb import (
     pluginregistration_v1_pb2_grpc,
 )
 from dra_cdi_driver.kubelet.registration import RegistrationService
+from dra_cdi_driver.kubelet.sockets import serves
 from dra_cdi_driver.logs import kv
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ class KubeletPlugin:
 
 
 def _serve(server: grpc.Server, path: Path) -> None:
+    if path.exists() and serves(path):
+        raise PluginStartError(
+            f"another process serves {path}: is another instance of the driver running with "
+            "the same --pod-uid (or without one)?"
+        )
     if _remove_socket(path):
         log.info("removed stale socket", extra=kv(path=str(path)))
     try:

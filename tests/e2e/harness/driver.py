@@ -72,7 +72,12 @@ class LocalDriver:
             *shlex.split(os.environ.get("E2E_DRIVER_ARGS", "")),
         ]
         # The usual driver keeps its short name in logs and pid files; others go by theirs.
+        # An instance with a pod UID (a pod of a rolling update: its sockets carry the UID)
+        # gets its own too, so that two instances of one driver keep apart.
+        self.pod_uid = (env or {}).get("POD_UID") or None
         self.name = "dra-cdi-driver" if driver_name == config.DRIVER_NAME else driver_name
+        if self.pod_uid:
+            self.name += f"-{self.pod_uid[:8]}"
         self.proc = procs.Proc(
             self.name,
             argv,
@@ -84,11 +89,12 @@ class LocalDriver:
 
     @property
     def registration_socket(self) -> Path:
-        return self.registrar_dir / f"{self.driver_name}-reg.sock"
+        uid = f"-{self.pod_uid}" if self.pod_uid else ""
+        return self.registrar_dir / f"{self.driver_name}{uid}-reg.sock"
 
     @property
     def dra_socket(self) -> Path:
-        return self.plugin_dir / "dra.sock"
+        return self.plugin_dir / (f"dra-{self.pod_uid}.sock" if self.pod_uid else "dra.sock")
 
     @property
     def checkpoint_dir(self) -> Path:
