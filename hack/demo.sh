@@ -7,7 +7,9 @@
 #
 # Scenarios: gpu-4-3-2, shared-claim, opaque-config, cel-selector, device-plugin-pods
 # (demo/<name>.yaml). Each runs in its own namespace, which is deleted afterwards (so its
-# GPUs are free again).
+# GPUs are free again). Two more need the driver in another mode, and run only when named:
+#   hack/kind-install.sh --set mock.gpuMode=shared && hack/demo.sh gpu-sharing
+#   hack/kind-install.sh --set mock.gpuMode=partitioned && hack/demo.sh gpu-partitions
 # KUBE_CONTEXT= (empty) runs against the current kubectl context instead of kind's.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -147,6 +149,57 @@ scenario_device_plugin_pods() {
     cleanup "$ns"
 }
 
+# The driver publishes in MODE (shared: shareable GPUs; partitioned: counter sets).
+require_mode() { # MODE
+    local jsonpath
+    case "$1" in
+    shared) jsonpath='{.items[*].spec.devices[*].allowMultipleAllocations}' ;;
+    partitioned) jsonpath='{.items[*].spec.sharedCounters[*].name}' ;;
+    esac
+    [[ -n "$(k get resourceslices --field-selector "spec.driver=$DRIVER_NAME" -o jsonpath="$jsonpath")" ]] ||
+        die "the driver does not publish $1 GPUs: hack/kind-install.sh --set mock.gpuMode=$1"
+}
+
+scheduler_says() { # NS POD
+    printf '\nscheduler: %s\n\n' "$(k -n "$1" get pod "$2" \
+        -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}')"
+}
+
+scenario_gpu_sharing() {
+    local f="$DEMO_DIR/gpu-sharing.yaml" ns
+    require_mode shared
+    ns="$(namespace_of gpu-sharing)"
+    log "pods sharer-a and sharer-b: 30Gi of gpu-0's 80Gi each"
+    k apply -f "$f" -l dra-demo/step=1
+    wait_ready "$ns" sharer-a sharer-b
+    show "$ns" sharer-a sharer-b
+    k -n "$ns" get resourceclaims \
+        -o custom-columns='CLAIM:.metadata.name,DEVICE:.status.allocation.devices.results[*].device,SHARE:.status.allocation.devices.results[*].shareID,MEMORY:.status.allocation.devices.results[*].consumedCapacity.memory'
+    log "pod sharer-c: 30Gi more does not fit on gpu-0, so it waits"
+    k apply -f "$f" -l dra-demo/step=2
+    wait_for "pod $ns/sharer-c to be reported unschedulable" 60 pod_unschedulable "$ns" sharer-c
+    scheduler_says "$ns" sharer-c
+    log "deleting pod sharer-a: sharer-b keeps its share, sharer-c gets one"
+    k -n "$ns" delete pod sharer-a --wait=true
+    wait_ready "$ns" sharer-c
+    show "$ns" sharer-c
+    cleanup "$ns"
+}
+
+scenario_gpu_partitions() {
+    local f="$DEMO_DIR/gpu-partitions.yaml" ns
+    require_mode partitioned
+    ns="$(namespace_of gpu-partitions)"
+    log "pod halves (2 halves, GpuConfig time-slicing) and pod quarter (1 quarter)"
+    k apply -f "$f"
+    wait_ready "$ns" halves quarter
+    show "$ns" halves quarter
+    show_claims "$ns"
+    k get resourceslices --field-selector "spec.driver=$DRIVER_NAME" \
+        -o custom-columns='SLICE:.metadata.name,COUNTER SETS:.spec.sharedCounters[*].name'
+    cleanup "$ns"
+}
+
 scenario_simple() { # NAME TITLE
     local name="$1" ns pods
     ns="$(namespace_of "$name")"
@@ -167,7 +220,9 @@ run_scenario() {
     opaque-config) scenario_simple opaque-config "opaque GpuConfig: time-slicing, exclusive, env" ;;
     cel-selector) scenario_simple cel-selector "a CEL selector: two GPUs with index < 2" ;;
     device-plugin-pods) scenario_device_plugin_pods ;;
-    *) die "unknown scenario $1 (known: ${ALL[*]})" ;;
+    gpu-sharing) scenario_gpu_sharing ;;
+    gpu-partitions) scenario_gpu_partitions ;;
+    *) die "unknown scenario $1 (known: ${ALL[*]} gpu-sharing gpu-partitions)" ;;
     esac
 }
 

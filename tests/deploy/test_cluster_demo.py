@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def adapt(src: Path, dest: Path, local: bool) -> None:
 
 def run_demo(cluster: E2ECluster, tmp_path: Path, *scenarios: str) -> str:
     demo = tmp_path / "demo"
-    demo.mkdir()
+    demo.mkdir(parents=True)
     for p in (REPO_ROOT / "demo").glob("*.yaml"):
         adapt(p, demo / p.name, local=cluster.provider == "local")
     k = cluster.kube
@@ -136,3 +137,48 @@ def test_demo_shared_claim_opaque_config_cel_selector(cluster: E2ECluster, tmp_p
 
     env = got["low-index", "ctr"]
     assert kube.gpu_devices(env) == ["gpu-0", "gpu-1"]
+
+
+@pytest.fixture
+def chart_mode(cluster: E2ECluster) -> Iterator[Callable[[str], None]]:
+    """Switch the chart's mock.gpuMode with `helm upgrade` (kind provider: the chart runs
+    there); the default install comes back afterwards."""
+    from tests.e2e.harness.kind import KindCluster
+
+    kind = cluster.kind
+    if not isinstance(kind, KindCluster):
+        pytest.skip("switches the chart's mode: the kind provider's cluster only")
+
+    def switch(mode: str) -> None:
+        kind.script("kind-install.sh", "--set", f"mock.gpuMode={mode}")
+
+    yield switch
+    kind.script("kind-install.sh")
+
+
+def test_demo_gpu_sharing_and_partitions_through_the_chart(
+    cluster: E2ECluster, tmp_path: Path, chart_mode: Callable[[str], None]
+) -> None:
+    chart_mode("shared")
+    out = run_demo(cluster, tmp_path / "shared", "gpu-sharing")
+    got = sections(out)
+    assert sorted(pod for pod, _ in got) == ["sharer-a", "sharer-b", "sharer-c"]
+    shares = set()
+    for env in got.values():
+        assert kube.gpu_devices(env) == ["gpu-0"]
+        assert env["GPU_DEVICE_0_MEMORY_LIMIT"] == "30Gi"
+        assert env["GPU_DEVICE_0_COMPUTE_LIMIT"] == "10"
+        shares.add(env["GPU_DEVICE_0_SHARE_ID"])
+    assert len(shares) == 3, "every claim holds a share of its own"
+    # 60 of gpu-0's 80Gi were taken: the third share waited for the scheduler's reason.
+    assert re.search(r"^scheduler: .*cannot allocate all claims", out, re.M), out
+
+    chart_mode("partitioned")
+    got = sections(run_demo(cluster, tmp_path / "partitioned", "gpu-partitions"))
+    halves = got["halves", "ctr"]
+    names = sorted(v for k, v in halves.items() if re.fullmatch(r"GPU_DEVICE_\d+_HALF_\d", k))
+    assert len(names) == 2 and all("-half-" in n for n in names), halves
+    strategies = [v for k, v in halves.items() if k.endswith("_SHARING_STRATEGY")]
+    assert strategies == ["TimeSlicing", "TimeSlicing"]
+    quarter = got["quarter", "ctr"]
+    assert [v for k, v in quarter.items() if re.fullmatch(r"GPU_DEVICE_\d+_QUARTER_\d", k)]

@@ -20,7 +20,15 @@ from .conftest import REPO_ROOT, Obj
 
 DEMO = REPO_ROOT / "demo"
 DRIVER = "gpu.cdi.example.com"
-SCENARIOS = ["gpu-4-3-2", "shared-claim", "opaque-config", "cel-selector", "device-plugin-pods"]
+SCENARIOS = [
+    "gpu-4-3-2",
+    "shared-claim",
+    "opaque-config",
+    "cel-selector",
+    "device-plugin-pods",
+    "gpu-sharing",
+    "gpu-partitions",
+]
 
 
 def load(name: str) -> list[Obj]:
