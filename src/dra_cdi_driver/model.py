@@ -115,10 +115,22 @@ class PreparedClaim:
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{field}: not a string")
+    if not _is_text(value):
+        raise ValueError(f"{field}: not UTF-8 text")
     return value
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and _is_text(v) for v in value):
         raise ValueError(f"{field}: not a list of strings")
     return tuple(value)
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be encoded as UTF-8 (JSON can carry lone surrogates; protobuf
+    and the kubelet cannot)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

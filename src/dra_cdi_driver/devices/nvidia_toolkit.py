@@ -61,8 +61,12 @@ def _load(path: Path) -> ToolkitSpec:
         data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise InventoryError(f"cannot read the NVIDIA CDI spec {path}: {err}") from None
+    except RecursionError:
+        raise InventoryError(f"cannot read the NVIDIA CDI spec {path}: nested too deeply") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise InventoryError(f"{path}: not a CDI spec of kind {KIND}")
+    if not isinstance(data.get("devices") or [], list):
+        raise InventoryError(f"{path}: devices is not a list")
     names = frozenset(
         str(d["name"])
         for d in data.get("devices") or []

@@ -41,6 +41,8 @@ def spec_kind(path: Path) -> str | None:
         data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
         raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to read") from None
     kind = data.get("kind") if isinstance(data, dict) else None
     return kind if isinstance(kind, str) else None
 
