@@ -21,7 +21,8 @@ B = "22222222-2222-4222-8222-222222222222"
 
 @pytest.fixture
 def dirs() -> Iterator[tuple[Path, Path]]:
-    root = Path(tempfile.mkdtemp(prefix="dra-sock-", dir="/tmp"))  # short: socket paths have 105 bytes
+    # Short: socket paths have 105 bytes.
+    root = Path(tempfile.mkdtemp(prefix="dra-sock-", dir="/tmp"))
     registry, plugins = root / "plugins_registry", root / "plugins" / DRIVER
     registry.mkdir()
     plugins.mkdir(parents=True)
