@@ -137,5 +137,9 @@ def test_a_failing_status_write_never_fails_a_prepare_and_is_logged_once(
     api.patch_fail_with = None
     assert _until(lambda: "device status works again" in driver.log(), timeout=15)
     for n in range(3):  # each written once its backoff is over
-        status = api.claims[("default", f"denied-{n}")]["status"]
-        assert _until(lambda s=status: json.dumps(s).count('"Ready"') == 1, timeout=15)
+        status: dict[str, Any] = api.claims[("default", f"denied-{n}")]["status"]
+
+        def written(status: dict[str, Any] = status) -> bool:
+            return json.dumps(status).count('"Ready"') == 1
+
+        assert _until(written, timeout=15)
