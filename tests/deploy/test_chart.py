@@ -20,6 +20,11 @@ SA_USER = "system:serviceaccount:dra-cdi-driver:dra-cdi-driver"
 EXPECTED_RULES = {
     ("resource.k8s.io", "resourceclaims"): {"get"},
     ("resource.k8s.io", "resourceclaims/status"): {"patch", "update"},  # claimDeviceStatus
+    # 1.36 asks a status.devices writer for this, named after the driver; node-bound verbs only
+    ("resource.k8s.io", "resourceclaims/driver"): {
+        "associated-node:patch",
+        "associated-node:update",
+    },
     ("resource.k8s.io", "resourceslices"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "nodes"): {"get"},
     ("resource.k8s.io", "deviceclasses"): {"get"},  # `dra-cdi-driver doctor` reads its class
@@ -78,15 +83,20 @@ def test_rbac_grants_exactly_what_the_driver_uses(rendered: list[Obj]) -> None:
     role = one(rendered, "ClusterRole")
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected keys in {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+        if "resourceNames" in rule:  # only the driver's own name
+            assert rule["resourceNames"] == ["gpu.cdi.example.com"], rule
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {field}: {rule}"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == EXPECTED_RULES
-    # No subresource but claims' status, patch only there, no deletecollection anywhere.
-    assert [r for _, r in granted if "/" in r] == ["resourceclaims/status"]
+    # No subresource but claims' status (and 1.36's driver check), patch only there.
+    assert sorted(r for _, r in granted if "/" in r) == [
+        "resourceclaims/driver",
+        "resourceclaims/status",
+    ]
     assert [r for (_, r), verbs in granted.items() if "patch" in verbs] == ["resourceclaims/status"]
 
     binding = one(rendered, "ClusterRoleBinding")
