@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 _CLAIM_PATH = re.compile(
     r"^/apis/resource\.k8s\.io/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/resourceclaims/(?P<name>[^/?]+)"
@@ -28,6 +29,11 @@ class FakeApi:
         # something that is not an object, not JSON at all (the fuzz suite's claims).
         self.raw_claims: dict[tuple[str, str], bytes] = {}
         self.requests: list[str] = []
+        # Status applies: (path with query, Content-Type, body).
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.patch_fail_with: int | None = None  # answer every status PATCH with this status
+        # (namespace, name) -> field manager -> the status.devices entries it applied
+        self.device_status: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
         self.fail_with: int | None = None  # answer every claim GET with this status
         self.hanging = False  # hold every claim GET until release() (an API that hangs)
         self._released = threading.Event()
@@ -91,6 +97,34 @@ class FakeApi:
             return 200, {**claim, "apiVersion": f"resource.k8s.io/{match['version']}"}
         return 404, _status(404, "the server could not find the requested resource")
 
+    def handle_patch(self, path: str, content_type: str, body: bytes) -> tuple[int, Any]:
+        """A server-side apply of a claim's status: recorded, and its devices kept in the
+        claim as the apply's field manager's (others' entries stay)."""
+        # Not in `requests` (reads only): the status writes are counted in `patches`.
+        match = _CLAIM_PATH.match(path)
+        if not match or not path.split("?")[0].endswith("/status"):
+            return 404, _status(404, "the server could not find the requested resource")
+        try:
+            applied = json.loads(body)
+        except ValueError:
+            return 400, _status(400, "not JSON")
+        with self._lock:
+            self.patches.append((path, content_type, applied))
+            if self.patch_fail_with:
+                return self.patch_fail_with, _status(self.patch_fail_with, "injected failure")
+            claim = self.claims.get((match["ns"], match["name"]))
+            if claim is None:
+                return 404, _status(404, f'resourceclaims "{match["name"]}" not found')
+            uid = (applied.get("metadata") or {}).get("uid")
+            if uid and uid != claim["metadata"]["uid"]:
+                return 409, _status(409, "Precondition failed: UID in precondition")
+            query = parse_qs(urlsplit(path).query)
+            manager = (query.get("fieldManager") or [""])[0]
+            owned = self.device_status.setdefault((match["ns"], match["name"]), {})
+            owned[manager] = (applied.get("status") or {}).get("devices") or []
+            claim["status"]["devices"] = [d for entries in owned.values() for d in entries]
+            return 200, claim
+
 
 def _status(code: int, message: str) -> dict[str, Any]:
     return {
@@ -113,6 +147,18 @@ def serve(api: FakeApi) -> Iterator[str]:
         def do_GET(self) -> None:
             code, body = api.handle(self.path)
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PATCH(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            code, body = api.handle_patch(
+                self.path, self.headers.get("Content-Type", ""), self.rfile.read(length)
+            )
+            data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

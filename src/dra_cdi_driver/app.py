@@ -10,8 +10,10 @@ from types import FrameType
 from dra_cdi_driver import __version__, kube
 from dra_cdi_driver.cdi import SpecStore
 from dra_cdi_driver.checkpoint import Checkpoint, ClaimLocks, current_boot_id
+from dra_cdi_driver.claim_status import ClaimStatusWriter
 from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
+from dra_cdi_driver.devices.health import HEALTH_INTERVAL_S, health_loop
 from dra_cdi_driver.devices.inventory import refresh_loop
 from dra_cdi_driver.driver import Driver
 from dra_cdi_driver.kubelet import sockets
@@ -55,6 +57,13 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             name="rediscover",
             daemon=True,
         ).start()
+    inventory.source.watch_health(stop)
+    threading.Thread(
+        target=health_loop,
+        args=(inventory, HEALTH_INTERVAL_S, stop),
+        name="device-health",
+        daemon=True,
+    ).start()
     # One more connection than prepare workers: the ResourceSlice watch holds one.
     api = kube.api_client(settings.kubeconfig, pool_size=settings.prepare_workers + 2)
     if api is None:
@@ -66,6 +75,15 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         count_api_errors(api, metrics)
     checkpoint = Checkpoint(settings.checkpoint_dir, current_boot_id())
     metrics.watch_checkpoint(checkpoint)
+    status = None
+    if api is not None and settings.claim_device_status:
+        status = ClaimStatusWriter(
+            api,
+            driver_name=settings.driver_name,
+            node_name=settings.node_name,
+            inventory=inventory,
+            checkpoint=checkpoint,
+        )
     driver = Driver(
         driver_name=settings.driver_name,
         node_name=settings.node_name,
@@ -76,6 +94,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         workers=settings.prepare_workers,
         locks=ClaimLocks(settings.lock_dir, keep=checkpoint.has),
         metrics=metrics,
+        status=status,
     )
     # Another instance still serving is the old (or new) pod of a rolling update.
     peers = sockets.sweep(settings.registrar_dir, settings.plugin_dir, settings.driver_name)
@@ -95,10 +114,17 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         )
         health.start()
     plugin.start()
+    if status is not None:
+        status.start()
     publisher = None
     if api is not None:
         publisher = Publisher.from_client(
-            api, settings.driver_name, settings.node_name, inventory, metrics=metrics
+            api,
+            settings.driver_name,
+            settings.node_name,
+            inventory,
+            metrics=metrics,
+            taint_effect=settings.unhealthy_taint_effect,
         )
         publisher.start()
     try:
@@ -109,6 +135,8 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             health.stop()
         if publisher is not None:
             publisher.stop()  # the slices stay: a restart must not make the scheduler forget us
+        if status is not None:
+            status.stop()
         plugin.stop()
         driver.close()
 

@@ -119,6 +119,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         parser,
+        "--mock-health-dir",
+        None,
+        "mock GPUs' health switch: a file here named after a device (gpu-0) makes it "
+        "unhealthy, its first line the reason; read every second "
+        "[default: <plugin-dir>/health]",
+    )
+    _add(
+        parser,
+        "--unhealthy-taint-effect",
+        "NoSchedule",
+        "effect of the taint <driver-name>/unhealthy on an unhealthy device in the "
+        "ResourceSlice: NoSchedule (no new claims get it) or NoExecute (the pods using it are "
+        "evicted too, unless they tolerate it)",
+        choices=["NoSchedule", "NoExecute"],
+    )
+    _add(
+        parser,
+        "--claim-device-status",
+        "true",
+        "after prepare, write status.devices[] of the claim (a Ready condition, the device's "
+        "uuid, model and CDI ids; Ready=False while it is unhealthy) by server-side apply; "
+        "needs patch on resourceclaims/status",
+        type=_bool,
+        nargs="?",
+        const=True,
+    )
+    _add(
+        parser,
         "--nvidia-driver-root",
         "/",
         "host dir the NVIDIA driver is installed under (/run/nvidia/driver with the GPU "
@@ -249,6 +277,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         nvidia_cdi_mode=args.nvidia_cdi_mode,
         nvidia_allow_no_gpus=args.nvidia_allow_no_gpus,
         nvidia_ldcache_hook=args.nvidia_ldcache_hook,
+        mock_health_dir_override=Path(args.mock_health_dir) if args.mock_health_dir else None,
+        unhealthy_taint_effect=args.unhealthy_taint_effect,
+        claim_device_status=args.claim_device_status,
     )
 
 

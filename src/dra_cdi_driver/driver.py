@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from dra_cdi_driver import cdi
 from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError, ClaimLocks, LockTimeout
@@ -44,6 +44,15 @@ LOCK_MARGIN_S = 0.2
 _Outcome = TypeVar("_Outcome")
 
 
+class StatusSink(Protocol):
+    """Told of each prepared and unprepared claim (claim_status.ClaimStatusWriter): it must
+    return at once, and nothing it does can fail a prepare."""
+
+    def prepared(self, claim: PreparedClaim) -> None: ...
+
+    def unprepared(self, claim: ClaimRef) -> None: ...
+
+
 class Driver:
     def __init__(
         self,
@@ -57,8 +66,10 @@ class Driver:
         workers: int = 16,
         locks: ClaimLocks | None = None,  # default: this process's threads take turns
         metrics: Metrics | None = None,
+        status: StatusSink | None = None,
     ) -> None:
         self.driver_name = driver_name
+        self.status = status
         self.node_name = node_name
         self.inventory = inventory
         self.claims = claims
@@ -218,7 +229,16 @@ class Driver:
                 ms=round((time.perf_counter() - started) * 1000, 2),
             ),
         )
+        self._tell_status(lambda sink: sink.prepared(prepared))
         return prepared
+
+    def _tell_status(self, call: Callable[[StatusSink], None]) -> None:
+        if self.status is None:
+            return
+        try:
+            call(self.status)
+        except Exception:  # a status report is never worth a failed prepare
+            log.exception("queueing a claim's device status failed")
 
     def _prepare(self, claim: ClaimRef, deadline: float) -> PreparedClaim:
         check_claim_ref(claim)
@@ -398,6 +418,7 @@ class Driver:
             return ClaimError(claim, f"unprepare failed: {err}")
         if removed or known:
             log.info("claim unprepared", extra=kv(claim=str(claim)))
+            self._tell_status(lambda sink: sink.unprepared(claim))
         return None
 
 

@@ -47,11 +47,6 @@ API_ERROR_KINDS = ("4xx", "5xx", "unreachable", "timeout")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45)
 
 
-def all_healthy(_device: Device) -> str:
-    """The device sources have no health model yet: a device they list is healthy."""
-    return "healthy"
-
-
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -138,10 +133,18 @@ class Metrics:
         self.registry.register(_CheckpointCollector(checkpoint))
 
     def watch_inventory(
-        self, inventory: Inventory, health: Callable[[Device], str] = all_healthy
+        self, inventory: Inventory, health: Callable[[Device], str] | None = None
     ) -> None:
-        """Devices by health; `health` maps a device to one of HEALTH_STATES."""
-        self.registry.register(_DeviceCollector(inventory, health))
+        """Devices by health; `health` maps a device to one of HEALTH_STATES (default: what
+        the inventory knows of it; a device it has no health for yet is unknown)."""
+
+        def known(device: Device) -> str:
+            state = inventory.health_of(device.name)
+            if state is None:
+                return "unknown"
+            return "healthy" if state.healthy else "unhealthy"
+
+        self.registry.register(_DeviceCollector(inventory, health or known))
 
     # --- exposition --------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ Two background threads:
   and spec.nodeName) and wakes the reconciler, so that a deleted slice (the kubelet wipes
   a node's slices when it starts), an edited one or a stray one is put right at once.
 
+An unhealthy device is published with a taint `<driver>/unhealthy` (value: the reason,
+effect NoSchedule, or NoExecute where asked for), so that the scheduler hands it to no new
+claim; the taint goes when the device recovers.
+
 API errors are retried with exponential backoff and logged once per distinct error.
 Nothing here raises into the caller after `start()`: prepare and unprepare never depend
 on publishing. On stop (SIGTERM) the slices stay; `delete_node_slices` removes them.
@@ -17,11 +21,12 @@ on publishing. On stop (SIGTERM) the slices stay; `delete_node_slices` removes t
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes import client
@@ -34,11 +39,15 @@ from tenacity import (
     wait_random,
 )
 
-from dra_cdi_driver.devices import Inventory
+from dra_cdi_driver.devices import Device, Inventory
+from dra_cdi_driver.devices.base import Taint
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.metrics import Metrics
 from dra_cdi_driver.slice_api import KubeSliceApi, SliceApi, SliceApiError
 from dra_cdi_driver.slices import (
+    CONSUMABLE_CAPACITY,
+    DEVICE_TAINTS,
+    PARTITIONABLE,
     Slice,
     SliceError,
     build_slices,
@@ -46,6 +55,7 @@ from dra_cdi_driver.slices import (
     dropped_by_server,
     generation_of,
     publishable,
+    taint_value,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,14 @@ log = logging.getLogger(__name__)
 RESYNC_S = 600.0  # full comparison even without events: a safety net, not the mechanism
 WATCH_TIMEOUT_S = 240  # the server ends a watch after this; we resume from the last rv
 SETTLE_S = 0.05  # let a burst of watch events (one per slice written) make one sync
+TAINT_EFFECTS = ("NoSchedule", "NoExecute")
+UNHEALTHY_TAINT = "unhealthy"  # the key's name part: <driver>/unhealthy
+# What this driver publishes instead, where the API server drops a feature's fields.
+_WITHOUT = {
+    PARTITIONABLE: "publishing whole devices without it",
+    CONSUMABLE_CAPACITY: "publishing shareable devices as exclusive ones",
+    DEVICE_TAINTS: "leaving unhealthy devices out of the slices instead of tainting them",
+}
 
 
 # --- reconciliation ------------------------------------------------------------------------
@@ -129,7 +147,11 @@ class Publisher:
         max_backoff_s: float = 30.0,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
         metrics: Metrics | None = None,
+        taint_effect: str = "NoSchedule",
     ) -> None:
+        if taint_effect not in TAINT_EFFECTS:
+            raise ValueError(f"taint effect {taint_effect!r}: one of {', '.join(TAINT_EFFECTS)}")
+        self.taint_effect = taint_effect
         self.api = api
         self.metrics = metrics or Metrics()
         self.inventory = inventory
@@ -146,6 +168,8 @@ class Publisher:
         self.synced = threading.Event()  # set once the pool matched the inventory
         # DRA features the API server drops the fields of: published without, from then on.
         self.features_off: set[str] = set()
+        # The slices as we last wrote them: what a server that drops fields is caught by.
+        self._written: dict[str, Slice] = {}
 
     @classmethod
     def from_client(
@@ -163,6 +187,7 @@ class Publisher:
     def start(self) -> None:
         """Publish now and keep publishing, in background threads; returns at once."""
         self.inventory.subscribe(lambda _devices: self._dirty.set())
+        self.inventory.subscribe_health(lambda _changed: self._dirty.set())
         self._dirty.set()
         for name, target in (
             ("slice-publisher", self._reconcile_loop),
@@ -267,8 +292,7 @@ class Publisher:
         dropped = dropped_by_server(desired, actual) - self.features_off
         for feature in sorted(dropped):
             log.warning(
-                "the API server drops the fields of a DRA feature; publishing whole devices "
-                "without it",
+                f"the API server drops the fields of a DRA feature; {_WITHOUT[feature]}",
                 extra=kv(
                     feature=feature,
                     driver=self.api.driver_name,
@@ -286,9 +310,11 @@ class Publisher:
         node_uid = api.node_uid()
         current = max((generation_of(s) for s in actual.values()), default=0)
 
+        tainted = self._tainted(self.inventory.devices())
+
         def desired_at(generation: int) -> dict[str, Slice]:
             devices, counter_sets = publishable(
-                self.inventory.devices(), self.inventory.counter_sets(), self.features_off
+                tainted, self.inventory.counter_sets(), self.features_off
             )
             built = build_slices(
                 devices,
@@ -301,7 +327,7 @@ class Publisher:
             )
             return {s["metadata"]["name"]: s for s in built}
 
-        self._notice_dropped_fields(desired_at(max(current, 1)), actual)
+        self._notice_dropped_fields(self._written, actual)
         devices = self.inventory.devices()
         reasons = _drift(desired_at(max(current, 1)), actual)
         if not reasons:
@@ -310,7 +336,9 @@ class Publisher:
         # Any difference: a whole new generation, so the scheduler never mixes two
         # versions of the pool. max+1 also keeps a restarted driver from going backwards.
         result = SyncResult(generation=current + 1)
-        for name, body in desired_at(current + 1).items():
+        written = desired_at(current + 1)
+        self._written = copy.deepcopy(written)
+        for name, body in written.items():
             if name in actual:
                 body["metadata"]["resourceVersion"] = actual[name]["metadata"].get(
                     "resourceVersion"
@@ -345,6 +373,19 @@ class Publisher:
         )
         self.synced.set()
         return result
+
+    def _tainted(self, devices: list[Device]) -> list[Device]:
+        """The devices, the unhealthy ones with their taint."""
+        health = self.inventory.health()
+        key = f"{self.api.driver_name}/{UNHEALTHY_TAINT}"
+        out = []
+        for device in devices:
+            state = health.get(device.name)
+            if state is not None and not state.healthy:
+                taint = Taint(key, taint_value(state.reason), self.taint_effect, state.since)
+                device = replace(device, taints=(taint,))
+            out.append(device)
+        return out
 
     # -- the watcher --
 

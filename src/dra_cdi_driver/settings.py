@@ -53,6 +53,14 @@ class Settings:
     # The pod's UID (downward API): names the sockets, so that the old and the new pod of a
     # rolling update serve side by side (kubelet 1.33+). None: the plain names.
     pod_uid: str | None = None
+    # Mock health switch: a file per unhealthy device. None: <plugin-dir>/health.
+    mock_health_dir_override: Path | None = None
+    unhealthy_taint_effect: str = "NoSchedule"  # or NoExecute: evict the pods too
+    claim_device_status: bool = True  # write ResourceClaim status.devices[] of our devices
+
+    @property
+    def mock_health_dir(self) -> Path:
+        return self.mock_health_dir_override or self.plugin_dir / "health"
 
     @property
     def dra_socket(self) -> Path:
@@ -151,6 +159,13 @@ class Settings:
         ):
             if root is not None and not root.is_absolute():
                 raise SettingsError(f"{flag} {root}: must be an absolute path")
+        if self.unhealthy_taint_effect not in ("NoSchedule", "NoExecute"):
+            raise SettingsError(
+                f"--unhealthy-taint-effect {self.unhealthy_taint_effect!r}: must be NoSchedule "
+                "or NoExecute"
+            )
+        if not self.mock_health_dir.is_absolute():
+            raise SettingsError(f"--mock-health-dir {self.mock_health_dir}: must be absolute")
         if self.nvidia_cdi_mode not in ("driver", "toolkit"):
             raise SettingsError(
                 f"--nvidia-cdi-mode {self.nvidia_cdi_mode!r}: must be driver or toolkit"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +26,7 @@ from dra_cdi_driver.devices.base import (
     CounterSet,
     Device,
     RequestPolicy,
+    Taint,
     Version,
 )
 from dra_cdi_driver.kube import RESOURCE_GROUP, RESOURCE_VERSIONS
@@ -40,7 +43,11 @@ KIND = "ResourceSlice"
 # server that does not serve one drops its fields; the publisher notices and stops using it.
 PARTITIONABLE = "DRAPartitionableDevices"
 CONSUMABLE_CAPACITY = "DRAConsumableCapacity"
-FEATURES = (PARTITIONABLE, CONSUMABLE_CAPACITY)
+DEVICE_TAINTS = "DRADeviceTaints"
+FEATURES = (PARTITIONABLE, CONSUMABLE_CAPACITY, DEVICE_TAINTS)
+# A taint value is a label value.
+MAX_TAINT_VALUE = 63
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 Slice = dict[str, Any]
 
@@ -120,9 +127,33 @@ def device_json(device: Device, api_version: str) -> dict[str, Any]:
         ]
     if device.shareable:
         body["allowMultipleAllocations"] = True
+    if device.taints:
+        body["taints"] = [taint_json(t) for t in device.taints]
     if api_version == "v1beta1":  # v1beta1 nests them in the `basic` union member
         return {"name": device.name, "basic": body}
     return {"name": device.name, **body}
+
+
+def taint_value(reason: str) -> str:
+    """`reason` as a label value (at most 63 of letters, digits, '-', '_', '.', starting and
+    ending with a letter or digit): the rest become '-'."""
+    value = _LABEL_VALUE_BAD.sub("-", reason)[:MAX_TAINT_VALUE]
+    return value.strip("-_.") or "unhealthy"
+
+
+def rfc3339(when: float) -> str:
+    """A time as the API server stores it (whole seconds, UTC), so a round trip compares
+    equal."""
+    return datetime.fromtimestamp(int(when), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def taint_json(taint: Taint) -> dict[str, Any]:
+    return {
+        "key": taint.key,
+        "value": taint.value,
+        "effect": taint.effect,
+        "timeAdded": rfc3339(taint.time_added),
+    }
 
 
 def counter_set_json(counter_set: CounterSet) -> dict[str, Any]:
@@ -138,7 +169,9 @@ def publishable(
     """The devices to publish where the features in `off` are not served: never a device
     that would mean something else without them. Without shared counters, the devices that
     need them (partitions, and whole GPUs whose parts are listed too) are left out and the
-    rest are whole devices; without consumable capacity, shareable devices are exclusive."""
+    rest are whole devices; without consumable capacity, shareable devices are exclusive;
+    without device taints, a tainted (unhealthy) device is left out, as a device plugin
+    leaves an unhealthy device out of what it advertises."""
     off = set(off)
     out = list(devices)
     if PARTITIONABLE in off:
@@ -146,6 +179,8 @@ def publishable(
         counter_sets = []
     if CONSUMABLE_CAPACITY in off:
         out = [replace(d, shareable=False, request_policies={}) for d in out]
+    if DEVICE_TAINTS in off:
+        out = [d for d in out if not d.taints]
     return out, list(counter_sets)
 
 
@@ -160,11 +195,11 @@ def _natural_key(device: Device) -> tuple[tuple[int, int | str], ...]:
 
 def chunk(devices: Sequence[Device]) -> list[list[Device]]:
     """The pool's devices, sorted, in slices of at most 128 (64 once any device consumes
-    counters); always at least one slice, so that a node without devices still says so
-    (an empty, complete pool)."""
+    counters or carries a taint: the API's limit); always at least one slice, so that a
+    node without devices still says so (an empty, complete pool)."""
     ordered = sorted(devices, key=_natural_key)
     size = MAX_DEVICES_PER_SLICE
-    if any(d.consumes for d in ordered):
+    if any(d.consumes or d.taints for d in ordered):
         size = MAX_DEVICES_PER_SLICE_ADVANCED
     chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
     return chunks or [[]]
@@ -244,6 +279,8 @@ def without(obj: Slice, features: Iterable[str]) -> Slice:
             body.pop("allowMultipleAllocations", None)
             for entry in (body.get("capacity") or {}).values():
                 entry.pop("requestPolicy", None)
+        if DEVICE_TAINTS in features:
+            body.pop("taints", None)
     return out
 
 
@@ -251,7 +288,12 @@ def dropped_by_server(desired: Mapping[str, Slice], actual: Mapping[str, Slice])
     """The features whose fields the server dropped from slices we wrote: a slice it holds
     is ours, less exactly those fields. (A slice that differs in any other way was written
     by someone or something else, e.g. an older version of this driver.)"""
-    candidates = [{feature} for feature in FEATURES] + [set(FEATURES)]
+    # Smallest first: a server that drops one feature's fields is not blamed for two.
+    candidates = [
+        set(combo)
+        for n in range(1, len(FEATURES) + 1)
+        for combo in itertools.combinations(FEATURES, n)
+    ]
     for name, wanted in desired.items():
         got = actual.get(name)
         if got is None or comparable(got) == comparable(wanted):

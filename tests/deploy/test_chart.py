@@ -19,6 +19,12 @@ SA_USER = "system:serviceaccount:dra-cdi-driver:dra-cdi-driver"
 
 EXPECTED_RULES = {
     ("resource.k8s.io", "resourceclaims"): {"get"},
+    ("resource.k8s.io", "resourceclaims/status"): {"patch", "update"},  # claimDeviceStatus
+    # 1.36 asks a status.devices writer for this, named after the driver; node-bound verbs only
+    ("resource.k8s.io", "resourceclaims/driver"): {
+        "associated-node:patch",
+        "associated-node:update",
+    },
     ("resource.k8s.io", "resourceslices"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "nodes"): {"get"},
     ("resource.k8s.io", "deviceclasses"): {"get"},  # `dra-cdi-driver doctor` reads its class
@@ -64,6 +70,8 @@ def test_renders_every_object_of_the_install(rendered: list[Obj]) -> None:
             "DeviceClass",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",  # claims' status: claimDeviceStatus
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for o in rendered:
@@ -75,15 +83,21 @@ def test_rbac_grants_exactly_what_the_driver_uses(rendered: list[Obj]) -> None:
     role = one(rendered, "ClusterRole")
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected keys in {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+        if "resourceNames" in rule:  # only the driver's own name
+            assert rule["resourceNames"] == ["gpu.cdi.example.com"], rule
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {field}: {rule}"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == EXPECTED_RULES
-    # No status subresource, no patch, no deletecollection anywhere.
-    assert not any("/" in resource for _, resource in granted)
+    # No subresource but claims' status (and 1.36's driver check), patch only there.
+    assert sorted(r for _, r in granted if "/" in r) == [
+        "resourceclaims/driver",
+        "resourceclaims/status",
+    ]
+    assert [r for (_, r), verbs in granted.items() if "patch" in verbs] == ["resourceclaims/status"]
 
     binding = one(rendered, "ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -405,10 +419,19 @@ def test_extended_resource_name_is_mock_com_gpu_for_mock_and_off_for_nvidia(helm
     ) == ("nvidia.com/gpu")
 
 
+def _policy(objs: list[Obj], suffix: str) -> Obj:
+    (found,) = [
+        o
+        for o in objs
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"].endswith(suffix)
+    ]
+    return found
+
+
 def test_admission_policy_is_scoped_to_the_driver_and_compares_node_names(
     rendered: list[Obj],
 ) -> None:
-    policy = one(rendered, "ValidatingAdmissionPolicy")
+    policy = _policy(rendered, "-resourceslices")
     spec = policy["spec"]
     assert spec["failurePolicy"] == "Fail"
     (rule,) = spec["matchConstraints"]["resourceRules"]
@@ -420,11 +443,31 @@ def test_admission_policy_is_scoped_to_the_driver_and_compares_node_names(
     text = json.dumps(spec)
     assert "authentication.kubernetes.io/node-name" in text
     assert "oldObject.spec" in text and "object.spec" in text
-    binding = one(rendered, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"] == {
-        "policyName": policy["metadata"]["name"],
-        "validationActions": ["Deny"],
-    }
+    bindings = [o for o in rendered if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]} in [
+        b["spec"] for b in bindings
+    ]
+
+
+def test_claim_status_policy_limits_writes_to_the_nodes_own_devices(rendered: list[Obj]) -> None:
+    spec = _policy(rendered, "-resourceclaim-status")["spec"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["resourceclaims/status"] and rule["operations"] == ["UPDATE"]
+    (condition,) = spec["matchConditions"]
+    assert condition["expression"] == f'request.userInfo.username == "{SA_USER}"'
+    text = json.dumps(spec)
+    assert "authentication.kubernetes.io/node-name" in text
+    assert "d.pool == variables.userNodeName" in text and "oldObject.status" in text
+    assert "allocation" in text and "reservedFor" in text
+
+
+def test_status_writes_off_take_the_rights_and_the_policy_away(helm: str) -> None:
+    objs = template(helm, {"claimDeviceStatus": False, "health.taintEffect": "NoExecute"})
+    rules = one(objs, "ClusterRole")["rules"]
+    assert not any("resourceclaims/status" in r["resources"] for r in rules)
+    assert len([o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"]) == 1
+    env = env_of(daemonset_container(objs))
+    assert env["CLAIM_DEVICE_STATUS"] == "false" and env["UNHEALTHY_TAINT_EFFECT"] == "NoExecute"
 
 
 def test_optional_parts_can_be_left_out(helm: str) -> None:
@@ -444,7 +487,7 @@ def test_optional_parts_can_be_left_out(helm: str) -> None:
 
 def test_service_account_user_follows_release_namespace(helm: str) -> None:
     objs = template(helm, release="gpu", namespace="kube-system")
-    (condition,) = one(objs, "ValidatingAdmissionPolicy")["spec"]["matchConditions"]
+    (condition,) = _policy(objs, "-resourceslices")["spec"]["matchConditions"]
     sa = one(objs, "ServiceAccount")["metadata"]["name"]
     assert sa == "gpu-dra-cdi-driver"
     assert condition["expression"].endswith(f'"system:serviceaccount:kube-system:{sa}"')

@@ -194,8 +194,15 @@ def test_nvidia_variant_passes_a_server_side_dry_run(
     assert out.strip().endswith("(server dry run)"), out
 
 
-def test_admission_policy_type_checks_cleanly(k: kube.Kube, installed: Install) -> None:
-    name = one(installed.objects, "ValidatingAdmissionPolicy")["metadata"]["name"]
+@pytest.mark.parametrize("suffix", ["-resourceslices", "-resourceclaim-status"])
+def test_admission_policy_type_checks_cleanly(
+    k: kube.Kube, installed: Install, suffix: str
+) -> None:
+    [name] = [
+        o["metadata"]["name"]
+        for o in installed.objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"].endswith(suffix)
+    ]
 
     def checked() -> Obj | None:
         p = k.get("validatingadmissionpolicy", name)
@@ -205,6 +212,64 @@ def test_admission_policy_type_checks_cleanly(k: kube.Kube, installed: Install) 
 
     status = k.wait("type checking of the policy", checked, 60)
     assert not status["typeChecking"].get("expressionWarnings"), status
+
+
+def _apply_status(d: kube.Kube, ns: str, uid: str, devices: list[Obj]) -> None:
+    body = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "status-test", "namespace": ns, "uid": uid},
+        "status": {"devices": devices},
+    }
+    d.run(
+        "apply", "--server-side", "--force-conflicts", "--subresource=status",
+        f"--field-manager={DRIVER}/test", "-f", "-", input=json.dumps(body),
+    )  # fmt: skip
+
+
+def test_driver_may_write_only_its_own_nodes_claim_status(
+    k: kube.Kube, installed: Install, ns: str
+) -> None:
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "status-test"},
+        "spec": {
+            "devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": DRIVER}}]}
+        },
+    }
+    k.create(claim, ns=ns)
+    results = [
+        {"request": "gpu", "driver": DRIVER, "pool": node, "device": "gpu-0"}
+        for node in (installed.node, OTHER_NODE)
+    ]
+    allocation = {"devices": {"results": results}, "nodeSelector": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [installed.node]}]}
+    ]}}  # fmt: skip
+    k.run(
+        "patch", "resourceclaim", "status-test", "-n", ns, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": {"allocation": allocation}}),
+    )  # fmt: skip
+    uid = k.get("resourceclaim", "status-test", ns)["metadata"]["uid"]
+    ready = [{"type": "Ready", "status": "True", "reason": "Prepared", "message": "",
+              "lastTransitionTime": "2026-01-01T00:00:00Z"}]  # fmt: skip
+
+    def entry(pool: str) -> Obj:
+        return {"driver": DRIVER, "pool": pool, "device": "gpu-0", "conditions": ready}
+
+    _apply_status(installed.driver, ns, uid, [entry(installed.node)])  # its own node: fine
+    err = refused(
+        installed.driver, "apply", "--server-side", "--force-conflicts", "--subresource=status",
+        f"--field-manager={DRIVER}/test", "-f", "-",
+        input=json.dumps({
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": "status-test", "namespace": ns, "uid": uid},
+            "status": {"devices": [entry(installed.node), entry(OTHER_NODE)]},
+        }),
+    )  # fmt: skip
+    assert "may write only the status of its own devices" in err, err
+    _apply_status(installed.driver, ns, uid, [])  # and it takes its entries back
+    assert not k.get("resourceclaim", "status-test", ns)["status"].get("devices")
 
 
 def test_node_token_carries_the_node_name(installed: Install) -> None:
@@ -261,7 +326,9 @@ def test_token_without_a_node_may_not_write_slices(installed: Install) -> None:
         ("get", "resourceclaims.resource.k8s.io", True),
         ("list", "resourceclaims.resource.k8s.io", False),
         ("update", "resourceclaims.resource.k8s.io", False),
-        ("update", "resourceclaims.resource.k8s.io/status", False),
+        ("update", "resourceclaims.resource.k8s.io/status", True),  # claimDeviceStatus
+        ("patch", "resourceclaims.resource.k8s.io/status", True),
+        ("patch", "resourceclaims.resource.k8s.io", False),
         ("get", "resourceslices.resource.k8s.io", True),
         ("list", "resourceslices.resource.k8s.io", True),
         ("watch", "resourceslices.resource.k8s.io", True),

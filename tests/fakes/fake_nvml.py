@@ -14,7 +14,11 @@ The data (JSON-able): `{"driverVersion", "cudaDriverVersion", "errors": {call: c
 "gpuInstanceProfiles": {"<NVML_GPU_INSTANCE_PROFILE_*>": {"id", "name", "sliceCount",
 "instanceCount", "multiprocessorCount", "memorySizeMB"}},
 "migDevices": [{"slot", "uuid", "name", "gpuInstance", "computeInstance", "memory",
-"multiprocessors", "gpuInstanceSlices", "computeInstanceSlices", "memorySizeMB"}]}]}`.
+"multiprocessors", "gpuInstanceSlices", "computeInstanceSlices", "memorySizeMB"}]}],
+"supportedEventTypes": mask (default XID critical errors), "events": [{"gpu": index,
+"eventType", "eventData", "gpuInstanceId"}]}`. Events: an event set that a GPU registers
+with gets the data's events of that GPU (at once) and those `post_event` adds later;
+nvmlEventSetWait hands them out in order and raises NVML_ERROR_TIMEOUT when there is none.
 An `errors` entry makes that call raise NVMLError(code), as the real library would: the
 top-level one for every handle, a GPU's for its own handle, a MIG device's for its handle.
 Where pynvml picks a C function by version, the entry is named after the C function
@@ -25,8 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,6 +46,7 @@ NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
@@ -60,6 +66,8 @@ NVML_GPU_INSTANCE_PROFILE_8_SLICE = 0x5
 NVML_GPU_INSTANCE_PROFILE_6_SLICE = 0x6
 NVML_GPU_INSTANCE_PROFILE_COUNT = 0x12
 nvmlGpuInstanceProfileInfo_v2 = 0x02000098  # the version field of the v2 struct
+nvmlEventTypeXidCriticalError = 0x0000000000000008
+nvmlEventTypeGpuUnavailableError = 0x0000000000004000
 
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
@@ -68,6 +76,7 @@ _MESSAGES = {
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
     NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
+    NVML_ERROR_TIMEOUT: "Timeout",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
     NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
@@ -185,6 +194,17 @@ class Handle:
     slot: int | None = None  # a MIG device of that GPU
 
 
+@dataclass
+class EventSet:
+    """What nvmlEventSetCreate returns: the GPUs registered (index -> event mask) and the
+    events waiting to be read."""
+
+    masks: dict[int, int] = field(default_factory=dict)
+    pending: list[Any] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    freed: bool = False
+
+
 def _bytes_field(text: str) -> bytes:
     return text.encode()  # ctypes char arrays read back as bytes
 
@@ -196,6 +216,7 @@ class FakeNvml:
         self.data = data
         self.initialized = 0
         self.calls: list[str] = []
+        self.event_sets: list[EventSet] = []
 
     @classmethod
     def from_env(cls) -> FakeNvml:
@@ -376,6 +397,65 @@ class FakeNvml:
         if version == 2:
             fields.update(version=nvmlGpuInstanceProfileInfo_v2, name=_bytes_field(info["name"]))
         return SimpleNamespace(**fields)
+
+    # events
+
+    def nvmlEventSetCreate(self) -> EventSet:
+        self._check("nvmlEventSetCreate")
+        event_set = EventSet()
+        self.event_sets.append(event_set)
+        return event_set
+
+    def nvmlDeviceGetSupportedEventTypes(self, handle: Handle) -> int:
+        self._check("nvmlDeviceGetSupportedEventTypes", handle)
+        return int(self._gpu(handle).get("supportedEventTypes", nvmlEventTypeXidCriticalError))
+
+    def nvmlDeviceRegisterEvents(self, handle: Handle, eventTypes: int, eventSet: EventSet) -> None:
+        self._check("nvmlDeviceRegisterEvents", handle)
+        if eventTypes & ~self.nvmlDeviceGetSupportedEventTypes(handle):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        eventSet.masks[handle.gpu] = eventSet.masks.get(handle.gpu, 0) | eventTypes
+        for event in self.data.get("events") or []:
+            if event["gpu"] == handle.gpu:
+                self._deliver(eventSet, event)
+
+    def post_event(
+        self, gpu: int, event_type: int, event_data: int = 0, gpu_instance: int = 0xFFFFFFFF
+    ) -> None:
+        """What the driver would raise: an event of GPU `gpu` (its index) for every event
+        set that registered for that type."""
+        event = {"gpu": gpu, "eventType": event_type, "eventData": event_data}
+        event["gpuInstanceId"] = gpu_instance
+        for event_set in self.event_sets:
+            self._deliver(event_set, event)
+
+    def _deliver(self, event_set: EventSet, event: dict[str, Any]) -> None:
+        mask = event_set.masks.get(int(event["gpu"]), 0)
+        if not mask & int(event["eventType"]):
+            return
+        data = SimpleNamespace(
+            device=Handle(int(event["gpu"])),
+            eventType=int(event["eventType"]),
+            eventData=int(event.get("eventData", 0)),
+            gpuInstanceId=int(event.get("gpuInstanceId", 0xFFFFFFFF)),
+            computeInstanceId=int(event.get("computeInstanceId", 0xFFFFFFFF)),
+        )
+        with event_set.cond:
+            event_set.pending.append(data)
+            event_set.cond.notify_all()
+
+    def nvmlEventSetWait(self, eventSet: EventSet, timeoutms: int) -> Any:
+        self._check("nvmlEventSetWait")
+        with eventSet.cond:
+            if not eventSet.pending:
+                eventSet.cond.wait(min(timeoutms, 50) / 1000)  # short: tests stay fast
+            if eventSet.freed or not eventSet.pending:
+                raise NVMLError(NVML_ERROR_TIMEOUT)
+            return eventSet.pending.pop(0)
+
+    def nvmlEventSetFree(self, eventSet: EventSet) -> None:
+        self._check("nvmlEventSetFree")
+        eventSet.freed = True
 
 
 # --- the module interface (DRA_CDI_DRIVER_NVML_MODULE=tests.fakes.fake_nvml) ----------------

@@ -25,13 +25,13 @@ NVML_FUNCTIONS = sorted(
 
 
 def test_the_fake_covers_what_the_driver_calls() -> None:
-    from dra_cdi_driver.devices import nvidia_nvml
+    from dra_cdi_driver.devices import nvidia_health, nvidia_nvml
 
+    source = inspect.getsource(nvidia_nvml) + inspect.getsource(nvidia_health)
     called = set(
-        name
-        for name in dir(pynvml)
-        if name.startswith("nvml") and f"nvml.{name}(" in inspect.getsource(nvidia_nvml)
+        name for name in dir(pynvml) if name.startswith("nvml") and f"nvml.{name}(" in source
     )
+    assert "nvmlEventSetWait" in called and "nvmlDeviceRegisterEvents" in called
     assert called, "no NVML call found in nvidia_nvml.py: the pattern is out of date"
     assert called <= set(NVML_FUNCTIONS), called - set(NVML_FUNCTIONS)
 
@@ -112,3 +112,23 @@ def test_the_driver_asks_for_the_profiles_and_errors_pynvml_has() -> None:
     assert {c: getattr(nvidia_nvml, c) for c in codes} == {
         c: getattr(pynvml, f"NVML_ERROR_{c}") for c in codes
     }
+
+
+def test_event_constants_and_data_have_pynvml_names_and_values() -> None:
+    from dra_cdi_driver.devices import nvidia_health
+
+    events = {n: v for n, v in vars(fake_nvml).items() if n.startswith("nvmlEventType")}
+    assert events == {n: getattr(pynvml, n) for n in events}
+    assert pynvml.nvmlEventTypeXidCriticalError == nvidia_health.XID_CRITICAL_ERROR
+    assert pynvml.nvmlEventTypeGpuUnavailableError == nvidia_health.GPU_UNAVAILABLE
+    assert nvidia_health.TIMEOUT == pynvml.NVML_ERROR_TIMEOUT
+    fake = FakeNvml(h100_node())
+    fake.nvmlInit()
+    event_set = fake.nvmlEventSetCreate()
+    fake.nvmlDeviceRegisterEvents(Handle(0), fake_nvml.nvmlEventTypeXidCriticalError, event_set)
+    fake.post_event(0, fake_nvml.nvmlEventTypeXidCriticalError, 79)
+    data = fake.nvmlEventSetWait(event_set, 10)
+    assert set(vars(data)) == _fields(pynvml.c_nvmlEventData_t)
+    with pytest.raises(fake_nvml.NVMLError) as caught:  # nothing left: a timeout, as NVML's
+        fake.nvmlEventSetWait(event_set, 10)
+    assert caught.value.value == pynvml.NVML_ERROR_TIMEOUT

@@ -24,6 +24,7 @@ def create_source(settings: Settings) -> DeviceSource:
             lib_dir=settings.mock_lib_dir,
             bin_dir=settings.mock_bin_dir,
             mode=settings.mock_gpu_mode,
+            health_dir=settings.mock_health_dir,
         )
     if settings.device_source == "nvidia":
         from dra_cdi_driver.devices.nvidia import NvidiaSource

@@ -8,6 +8,7 @@ the `Device` objects it returns, so a new kind of device is one new module.
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,17 @@ class RequestPolicy:
 
 
 @dataclass(frozen=True)
+class Taint:
+    """A taint on a published device (DRADeviceTaints): the scheduler allocates a tainted
+    device only to claims that tolerate it; NoExecute also evicts the pods using it."""
+
+    key: str  # a label key, e.g. <driver>/unhealthy
+    value: str  # a label value: at most 63 characters
+    effect: str  # NoSchedule | NoExecute
+    time_added: float  # time.time()
+
+
+@dataclass(frozen=True)
 class Device:
     name: str
     attributes: Mapping[str, AttributeValue]
@@ -92,6 +104,8 @@ class Device:
     # of each capacity in `request_policies`.
     shareable: bool = False
     request_policies: Mapping[str, RequestPolicy] = field(default_factory=dict)
+    # Set by the publisher from the device's health, never by a source.
+    taints: tuple[Taint, ...] = ()
 
     def problems(self) -> list[str]:
         """Everything about this device that the API server would reject."""
@@ -237,6 +251,16 @@ class DeviceSource(ABC):
     def counter_sets(self) -> list[CounterSet]:
         """The counter sets of the devices the last `discover` returned (none by default)."""
         return []
+
+    def unhealthy(self, devices: Sequence[Device]) -> dict[str, str]:
+        """The devices of `devices` that do not work now, by name, each with a short reason
+        (asked about once a second). None by default: a device that is listed works."""
+        return {}
+
+    def watch_health(self, stop: threading.Event) -> None:
+        """Start whatever background work `unhealthy` needs (e.g. an NVML event loop), until
+        `stop` is set; returns at once. Nothing by default."""
+        return None
 
     def extra_cdi_ids(self, device: Device) -> tuple[str, ...]:
         """Fully qualified CDI ids of other specs (e.g. a vendor's own) that a container given

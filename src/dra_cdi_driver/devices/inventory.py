@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from dra_cdi_driver.devices.base import CounterSet, Device, DeviceSource, counter_problems
+from dra_cdi_driver.devices.health import DeviceHealth, clean_reason
 from dra_cdi_driver.logs import kv
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Device]], None]
+# Called with the devices whose health changed (name -> their new health).
+HealthListener = Callable[[dict[str, DeviceHealth]], None]
 
 
 class InventoryError(Exception):
@@ -25,6 +29,8 @@ class Inventory:
         self._devices: dict[str, Device] = {}
         self._counter_sets: list[CounterSet] = []
         self._listeners: list[Listener] = []
+        self._health: dict[str, DeviceHealth] = {}
+        self._health_listeners: list[HealthListener] = []
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
@@ -45,6 +51,9 @@ class Inventory:
             removed = sorted(self._devices.keys() - new.keys())
             self._devices = new
             self._counter_sets = counter_sets
+            # A new device is healthy until its source says otherwise; a gone one has none.
+            now = time.time()
+            self._health = {n: self._health.get(n) or DeviceHealth(True, "", now) for n in new}
             listeners = list(self._listeners)
         log.info(
             "device inventory changed",
@@ -53,6 +62,46 @@ class Inventory:
         for listener in listeners:
             listener(devices)
         return True
+
+    def check_health(self) -> dict[str, DeviceHealth]:
+        """Ask the source which devices are unhealthy now; record each change with its time
+        and tell the health listeners. Returns the changes (name -> new health)."""
+        devices = self.devices()
+        unhealthy = self.source.unhealthy(devices)
+        now = time.time()
+        changed: dict[str, DeviceHealth] = {}
+        with self._lock:
+            for name, old in self._health.items():
+                reason = unhealthy.get(name)
+                healthy = reason is None
+                reason = "" if reason is None else clean_reason(reason)
+                if old.healthy != healthy or old.reason != reason:
+                    changed[name] = DeviceHealth(healthy, reason, now)
+            self._health.update(changed)
+            listeners = list(self._health_listeners)
+        for name, health in sorted(changed.items()):
+            log.log(
+                logging.INFO if health.healthy else logging.WARNING,
+                "device is healthy again" if health.healthy else "device is unhealthy",
+                extra=kv(source=self.source.name, device=name, reason=health.reason),
+            )
+        if changed:
+            for listener in listeners:
+                listener(changed)
+        return changed
+
+    def health(self) -> dict[str, DeviceHealth]:
+        """Every current device's health."""
+        with self._lock:
+            return dict(self._health)
+
+    def health_of(self, name: str) -> DeviceHealth | None:
+        with self._lock:
+            return self._health.get(name)
+
+    def subscribe_health(self, listener: HealthListener) -> None:
+        with self._lock:
+            self._health_listeners.append(listener)
 
     def devices(self) -> list[Device]:
         with self._lock:

@@ -17,6 +17,11 @@ Three ways to publish them (--mock-gpu-mode):
 - `partitioned`: each GPU has a counter set (80Gi of memory, 4 compute slices) that the
   whole GPU, its two halves and its four quarters consume, so that the scheduler never hands
   out more of a GPU than it has.
+
+Health, a switch to flip at run time (--mock-health-dir, default <plugin-dir>/health): a
+file there named after a device makes it unhealthy, with the file's first line as the
+reason; removing the file makes it healthy again. It is read every second. A file named
+after a GPU (gpu-0) covers its halves and quarters too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from dra_cdi_driver import fsutil
 from dra_cdi_driver.cdi import ContainerEdits, DeviceNode, Mount, env
 from dra_cdi_driver.config import GpuConfig
 from dra_cdi_driver.devices.base import (
@@ -63,6 +69,8 @@ CONTAINER_DEV_DIR = Path("/dev/mock")
 CONTAINER_LIB_DIR = Path("/mock/so")
 CONTAINER_BIN_DIR = Path("/usr/local/bin")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+MAX_HEALTH_FILE = 4096  # a reason is one short line; more is a mistake, not a reason
+MAX_HEALTH_FILES = 1024
 
 
 class MockSource(DeviceSource):
@@ -76,6 +84,7 @@ class MockSource(DeviceSource):
         lib_dir: Path = Path("/mock/so"),
         bin_dir: Path = Path("/mock/bin"),
         mode: str = "whole",
+        health_dir: Path | None = None,  # None: every device is healthy
     ) -> None:
         if count < 0:
             raise ValueError(f"--mock-devices must be >= 0, not {count}")
@@ -89,6 +98,8 @@ class MockSource(DeviceSource):
         self.bin_dir = bin_dir
         self._reported_missing_host_paths = False
         self._tools: tuple[Mount, ...] = ()
+        self.health_dir = fsutil.RootDir(health_dir) if health_dir is not None else None
+        self._health_warned: set[str] = set()
 
     def discover(self) -> list[Device]:
         self._tools = self._find_tools()
@@ -213,6 +224,47 @@ class MockSource(DeviceSource):
             if name in SHARED_CAPACITY
         ]
         return ContainerEdits(env=tuple(variables))
+
+    # --- health -------------------------------------------------------------------------
+
+    def install_host_files(self) -> None:
+        if self.health_dir is not None:
+            self.health_dir.ensure()  # so that whoever flips the switch finds where
+
+    def unhealthy(self, devices: Sequence[Device]) -> dict[str, str]:
+        """The devices named by a file in the health dir (or whose GPU is), with its reason."""
+        if self.health_dir is None:
+            return {}
+        names = self.health_dir.names()[:MAX_HEALTH_FILES]
+        known = {d.name for d in devices}
+        reasons: dict[str, str] = {}
+        for name in names:
+            if name in known:
+                reasons[name] = self._reason(name)
+            elif not name.startswith("."):
+                self._warn_health(f"unknown:{name}", "a health file names no device", name)
+        out: dict[str, str] = {}
+        for device in devices:
+            gpu = f"gpu-{device.labels.get('index', '')}"
+            reason = reasons.get(device.name) or reasons.get(gpu)
+            if reason is not None:
+                out[device.name] = reason
+        return out
+
+    def _reason(self, name: str) -> str:
+        assert self.health_dir is not None
+        try:
+            data = self.health_dir.read(name, MAX_HEALTH_FILE)
+        except (OSError, ValueError) as err:
+            # Present is unhealthy, whatever it holds; what is wrong with it is logged once.
+            self._warn_health(f"unreadable:{name}", f"cannot read a health file: {err}", name)
+            return "unhealthy (mock health file unreadable)"
+        return data.decode("utf-8", errors="replace")
+
+    def _warn_health(self, key: str, message: str, name: str) -> None:
+        if key not in self._health_warned:
+            self._health_warned.add(key)
+            log.warning(message, extra=kv(dir=str(self.health_dir), file=name[:80]))
 
     def _find_tools(self) -> tuple[Mount, ...]:
         """The regular files of bin_dir, as read-only mounts into /usr/local/bin. Symlinks

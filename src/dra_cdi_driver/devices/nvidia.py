@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from dra_cdi_driver.devices.nvidia_files import (
     library_dirs,
     mig_cap_nodes,
 )
+from dra_cdi_driver.devices.nvidia_health import XidWatcher
 from dra_cdi_driver.devices.nvidia_ldcache import LdcacheHook
 from dra_cdi_driver.devices.nvidia_nvml import GpuInfo, MigInfo, Snapshot
 from dra_cdi_driver.devices.nvidia_pci import PCIE_ROOT_ATTRIBUTE, canonical_bus_id, pcie_root
@@ -113,6 +115,7 @@ class NvidiaSource(DeviceSource):
         self._files = DriverFiles((), ())
         self._counter_sets: list[CounterSet] = []
         self._warned: set[str] = set()
+        self._xids: XidWatcher | None = None
 
     # --- discovery ---------------------------------------------------------------------
 
@@ -164,6 +167,15 @@ class NvidiaSource(DeviceSource):
 
     def counter_sets(self) -> list[CounterSet]:
         return list(self._counter_sets)
+
+    # --- health ------------------------------------------------------------------------
+
+    def watch_health(self, stop: threading.Event) -> None:
+        self._xids = XidWatcher(self._module())
+        self._xids.start(stop)
+
+    def unhealthy(self, devices: Sequence[Device]) -> dict[str, str]:
+        return self._xids.reasons(devices) if self._xids is not None else {}
 
     def _module(self) -> Any:
         if self._nvml is None:
