@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 PrepareOutcome = PreparedClaim | ClaimError
 # How long before the call's deadline a claim stops waiting for its lock.
 LOCK_MARGIN_S = 0.2
+# How long before the call's deadline a claim no longer writes its record and spec: what it
+# takes to write them (milliseconds) with room to spare, so a claim answered as timed out
+# is never prepared behind the kubelet's back.
+COMMIT_MARGIN_S = 0.2
 _Outcome = TypeVar("_Outcome")
 
 
@@ -251,6 +255,10 @@ class Driver:
             crash_point("prepare:after-api-read")
             allocation = parse_allocation(obj, claim, self.driver_name)
             prepared = self._build(claim, allocation)
+            if time.monotonic() >= deadline - COMMIT_MARGIN_S:
+                # The answer may be on its way with this claim timed out: write nothing the
+                # kubelet would not know to unprepare (its retry prepares it afresh).
+                raise _prepare_timed_out(claim)
             self._commit(prepared)
             return prepared
 

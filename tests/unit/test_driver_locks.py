@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from dra_cdi_driver.cdi import SpecStore
 from dra_cdi_driver.checkpoint import Checkpoint, ClaimLocks
 from dra_cdi_driver.driver import Driver
-from dra_cdi_driver.model import ClaimError, PreparedClaim
+from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim
 from tests.unit.test_metrics import Claims, _inventory, _uid
 
 
@@ -61,5 +62,38 @@ def test_an_error_inside_the_locked_steps_is_reported_as_itself(tmp_path: Path) 
         assert isinstance(driver.prepare([ref])[_uid(1)], PreparedClaim)
         assert driver.unprepare([ref], deadline=time.monotonic() + 5)[_uid(1)] is None
         assert list((tmp_path / "locks").iterdir()) == []
+    finally:
+        driver.close()
+
+
+class SlowClaims(Claims):
+    """An API server whose answer comes back after the time given for it."""
+
+    def read(self, claim: ClaimRef, timeout: float) -> dict[str, Any]:
+        time.sleep(timeout + 0.05)
+        return super().read(claim, timeout)
+
+
+def test_a_claim_read_after_the_deadline_writes_nothing(tmp_path: Path) -> None:
+    """The kubelet is told the claim timed out: no record and no spec may appear behind its
+    back (nothing would unprepare them). Its retry prepares the claim afresh."""
+    claims = SlowClaims()
+    driver = Driver(
+        driver_name="gpu.cdi.example.com",
+        node_name="node-1",
+        inventory=_inventory(tmp_path),
+        claims=claims,
+        specs=SpecStore(tmp_path / "cdi", "gpu.cdi.example.com/gpu"),
+        checkpoint=Checkpoint(tmp_path / "checkpoint", "boot"),
+        locks=ClaimLocks(tmp_path / "locks"),
+        workers=2,
+    )
+    driver.recover()
+    try:
+        ref = claims.add(1, "gpu-0")
+        outcome = driver.prepare([ref], deadline=time.monotonic() + 0.5)[_uid(1)]
+        assert isinstance(outcome, ClaimError) and outcome.timed_out
+        assert list((tmp_path / "cdi").iterdir()) == []
+        assert list((tmp_path / "checkpoint").iterdir()) == []
     finally:
         driver.close()
