@@ -464,8 +464,14 @@ _current: FakeNvml | None = None
 
 
 def nvmlInit() -> None:
+    """The node as the data file says now, with NVML's process-wide state carried over:
+    like libnvidia-ml, it counts nvmlInit calls (the health watcher holds one while
+    discovery inits and shuts down), and event sets stay valid."""
     global _current
     fake = FakeNvml.from_env()
+    if _current is not None:
+        fake.initialized = _current.initialized
+        fake.event_sets = _current.event_sets
     fake.nvmlInit()
     _current = fake
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import inspect
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +134,26 @@ def test_event_constants_and_data_have_pynvml_names_and_values() -> None:
     with pytest.raises(fake_nvml.NVMLError) as caught:  # nothing left: a timeout, as NVML's
         fake.nvmlEventSetWait(event_set, 10)
     assert caught.value.value == pynvml.NVML_ERROR_TIMEOUT
+
+
+def test_the_module_counts_inits_process_wide_as_nvml_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The health watcher holds an nvmlInit while discovery inits and shuts down: its event
+    set must keep working (libnvidia-ml counts nvmlInit calls; only the last nvmlShutdown
+    uninitializes)."""
+    data = tmp_path / "nvml.json"
+    data.write_text(json.dumps(h100_node(count=1)))
+    monkeypatch.setenv(fake_nvml.DATA_ENV, str(data))
+    monkeypatch.setattr(fake_nvml, "_current", None)
+    fake_nvml.nvmlInit()  # the watcher's
+    watched = fake_nvml.nvmlEventSetCreate()
+    fake_nvml.nvmlInit()  # a discovery, which re-reads the node
+    fake_nvml.nvmlShutdown()
+    with pytest.raises(fake_nvml.NVMLError) as waited:
+        fake_nvml.nvmlEventSetWait(watched, 1)
+    assert waited.value.value == fake_nvml.NVML_ERROR_TIMEOUT  # no event: not uninitialized
+    fake_nvml.nvmlShutdown()
+    with pytest.raises(fake_nvml.NVMLError) as after:
+        fake_nvml.nvmlDeviceGetCount()
+    assert after.value.value == fake_nvml.NVML_ERROR_UNINITIALIZED
