@@ -35,9 +35,9 @@ from kubernetes import client
 
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.publisher import Publisher, delete_node_slices
-from dra_cdi_driver.slice_api import KubeSliceApi, SliceApi, WatchEvent
-from dra_cdi_driver.slices import MAX_DEVICES_PER_SLICE, Slice
+from dra_cdi_driver.kubeapi.publisher import Publisher, delete_node_slices
+from dra_cdi_driver.kubeapi.slice_api import KubeSliceApi, SliceApi, WatchEvent
+from dra_cdi_driver.kubeapi.slices import MAX_DEVICES_PER_SLICE, Slice
 from tests.integration.test_publisher_apiserver import (
     DRIVER,
     NODE,

@@ -7,21 +7,22 @@ import signal
 import threading
 from types import FrameType
 
-from dra_cdi_driver import __version__, kube
+from dra_cdi_driver import __version__
 from dra_cdi_driver.cdi import SpecStore
 from dra_cdi_driver.checkpoint import Checkpoint, ClaimLocks, current_boot_id
-from dra_cdi_driver.claim_status import ClaimStatusWriter
-from dra_cdi_driver.claims import ApiClaimReader
 from dra_cdi_driver.devices import Inventory, create_source
 from dra_cdi_driver.devices.health import HEALTH_INTERVAL_S, health_loop
 from dra_cdi_driver.devices.inventory import refresh_loop
 from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubeapi import client as kube
+from dra_cdi_driver.kubeapi.claim_status import ClaimStatusWriter
+from dra_cdi_driver.kubeapi.claims import ApiClaimReader
+from dra_cdi_driver.kubeapi.publisher import Publisher
 from dra_cdi_driver.kubelet import sockets
 from dra_cdi_driver.kubelet.healthz import HealthServer
 from dra_cdi_driver.kubelet.plugin import KubeletPlugin
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.metrics import Metrics, count_api_errors
-from dra_cdi_driver.publisher import Publisher
 from dra_cdi_driver.settings import Settings
 
 log = logging.getLogger(__name__)

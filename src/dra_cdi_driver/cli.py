@@ -17,6 +17,7 @@ from typing import Any
 
 from dra_cdi_driver import __version__, logs
 from dra_cdi_driver.devices import SOURCES, InventoryError
+from dra_cdi_driver.kubeapi.slice_api import SliceApiError
 from dra_cdi_driver.kubelet.plugin import PluginStartError
 from dra_cdi_driver.settings import (
     DEFAULT_CDI_ROOT,
@@ -25,7 +26,6 @@ from dra_cdi_driver.settings import (
     Settings,
     SettingsError,
 )
-from dra_cdi_driver.slice_api import SliceApiError
 
 log = logging.getLogger("dra_cdi_driver")
 
@@ -284,15 +284,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _devices(settings: Settings) -> int:
-    from dra_cdi_driver.slices import render_devices_report
+    from dra_cdi_driver.kubeapi.slices import render_devices_report
 
     print(render_devices_report(settings), end="")
     return 0
 
 
 def _cleanup(settings: Settings) -> int:
-    from dra_cdi_driver import kube
-    from dra_cdi_driver.publisher import delete_node_slices
+    from dra_cdi_driver.kubeapi import client as kube
+    from dra_cdi_driver.kubeapi.publisher import delete_node_slices
 
     api = kube.api_client(settings.kubeconfig)
     if api is None:

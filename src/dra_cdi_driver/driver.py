@@ -25,11 +25,16 @@ from typing import Protocol, TypeVar
 
 from dra_cdi_driver import cdi
 from dra_cdi_driver.checkpoint import Checkpoint, CheckpointError, ClaimLocks, LockTimeout
-from dra_cdi_driver.claims import Allocation, AllocationResult, ClaimReader, parse_allocation
 from dra_cdi_driver.config import ConfigError, GpuConfig, resolve
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.faults import crash_point
 from dra_cdi_driver.fsutil import UnsafePathError
+from dra_cdi_driver.kubeapi.claims import (
+    Allocation,
+    AllocationResult,
+    ClaimReader,
+    parse_allocation,
+)
 from dra_cdi_driver.limits import DEFAULT_CALL_BUDGET_S, MAX_CLAIMS_PER_CALL
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.metrics import Metrics

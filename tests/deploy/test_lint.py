@@ -35,7 +35,7 @@ def test_shell_scripts_pass_shellcheck() -> None:
 
 
 def test_the_ldcache_hook_script_passes_shellcheck_as_posix_sh(tmp_path: Path) -> None:
-    from dra_cdi_driver.devices.nvidia_ldcache import HOOK_SCRIPT
+    from dra_cdi_driver.devices.nvidia.ldcache import HOOK_SCRIPT
 
     shellcheck = os.environ.get("SHELLCHECK") or shutil.which("shellcheck")
     if not shellcheck:

@@ -30,9 +30,9 @@ from kubernetes import client, config
 
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.publisher import Publisher, delete_node_slices
-from dra_cdi_driver.slice_api import KubeSliceApi, SliceApiError
-from dra_cdi_driver.slices import Slice, slice_name
+from dra_cdi_driver.kubeapi.publisher import Publisher, delete_node_slices
+from dra_cdi_driver.kubeapi.slice_api import KubeSliceApi, SliceApiError
+from dra_cdi_driver.kubeapi.slices import Slice, slice_name
 from tests.e2e.harness import config as e2e_config
 from tests.e2e.harness import pki, procs
 
@@ -411,7 +411,7 @@ def test_forbidden_names_the_missing_rule(
         ):
             Publisher(api, inventory(1)).sync_once()
         # In the background: logged once, not once per retry.
-        caplog.set_level(logging.WARNING, logger="dra_cdi_driver.publisher")
+        caplog.set_level(logging.WARNING, logger="dra_cdi_driver.kubeapi.publisher")
         publisher = Publisher(api, inventory(1), max_backoff_s=0.2)
         publisher.start()
         time.sleep(2)

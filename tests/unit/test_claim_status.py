@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dra_cdi_driver.claim_status import device_status, field_manager
 from dra_cdi_driver.cli import build_parser, settings_from_args
 from dra_cdi_driver.devices.health import DeviceHealth
+from dra_cdi_driver.kubeapi.claim_status import device_status, field_manager
 from dra_cdi_driver.model import PreparedDevice
 from dra_cdi_driver.settings import SettingsError
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from dra_cdi_driver import kube
-from dra_cdi_driver.claims import AllocationResult, ApiClaimReader, parse_allocation
+from dra_cdi_driver.kubeapi import client as kube
+from dra_cdi_driver.kubeapi.claims import AllocationResult, ApiClaimReader, parse_allocation
 from dra_cdi_driver.model import ClaimError, ClaimRef
 from tests.fakeapi import FakeApi, claim_object, result, serve, write_kubeconfig
 

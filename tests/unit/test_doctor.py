@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from dra_cdi_driver.cli import main
-from dra_cdi_driver.devices.nvidia_nvml import NVML_MODULE_ENV
+from dra_cdi_driver.devices.nvidia.nvml import NVML_MODULE_ENV
 from dra_cdi_driver.doctor import api, containerd, crio, devices, gates, node_dirs, runtime
 from dra_cdi_driver.doctor import cdi_specs as specs
 from dra_cdi_driver.doctor.report import Result, exit_code, render_json, render_text

@@ -27,14 +27,15 @@ NVML_FUNCTIONS = sorted(
 
 
 def test_the_fake_covers_what_the_driver_calls() -> None:
-    from dra_cdi_driver.devices import nvidia_health, nvidia_nvml
+    from dra_cdi_driver.devices.nvidia import health as nvidia_health
+    from dra_cdi_driver.devices.nvidia import nvml as nvidia_nvml
 
     source = inspect.getsource(nvidia_nvml) + inspect.getsource(nvidia_health)
     called = set(
         name for name in dir(pynvml) if name.startswith("nvml") and f"nvml.{name}(" in source
     )
     assert "nvmlEventSetWait" in called and "nvmlDeviceRegisterEvents" in called
-    assert called, "no NVML call found in nvidia_nvml.py: the pattern is out of date"
+    assert called, "no NVML call found in devices/nvidia/nvml.py: the pattern is out of date"
     assert called <= set(NVML_FUNCTIONS), called - set(NVML_FUNCTIONS)
 
 
@@ -105,7 +106,7 @@ def test_gpu_instance_profile_info_has_pynvml_fields(version: int, struct: str) 
 
 
 def test_the_driver_asks_for_the_profiles_and_errors_pynvml_has() -> None:
-    from dra_cdi_driver.devices import nvidia_nvml
+    from dra_cdi_driver.devices.nvidia import nvml as nvidia_nvml
 
     slices = [8, 7, 6, 4, 3, 2, 1]  # largest first: the first a GPU supports is all of it
     expected = [getattr(pynvml, f"NVML_GPU_INSTANCE_PROFILE_{n}_SLICE") for n in slices]
@@ -117,7 +118,7 @@ def test_the_driver_asks_for_the_profiles_and_errors_pynvml_has() -> None:
 
 
 def test_event_constants_and_data_have_pynvml_names_and_values() -> None:
-    from dra_cdi_driver.devices import nvidia_health
+    from dra_cdi_driver.devices.nvidia import health as nvidia_health
 
     events = {n: v for n, v in vars(fake_nvml).items() if n.startswith("nvmlEventType")}
     assert events == {n: getattr(pynvml, n) for n in events}

@@ -14,7 +14,7 @@ import pytest
 from dra_cdi_driver import config
 from dra_cdi_driver.config import ConfigError
 from dra_cdi_driver.devices.inventory import InventoryError
-from dra_cdi_driver.devices.nvidia_toolkit import find_spec
+from dra_cdi_driver.devices.nvidia.toolkit import find_spec
 from dra_cdi_driver.doctor.cdi_specs import spec_kind
 from dra_cdi_driver.model import PreparedClaim
 

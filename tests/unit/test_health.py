@@ -15,11 +15,8 @@ from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.base import Taint
 from dra_cdi_driver.devices.health import DeviceHealth, clean_reason
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.kubelet.device_health import DeviceHealthService
-from dra_cdi_driver.kubelet.pb import dra_health_v1alpha1_pb2 as pb
-from dra_cdi_driver.metrics import Metrics
-from dra_cdi_driver.publisher import Publisher
-from dra_cdi_driver.slices import (
+from dra_cdi_driver.kubeapi.publisher import Publisher
+from dra_cdi_driver.kubeapi.slices import (
     DEVICE_TAINTS,
     build_slices,
     chunk,
@@ -28,6 +25,9 @@ from dra_cdi_driver.slices import (
     taint_value,
     without,
 )
+from dra_cdi_driver.kubelet.device_health import DeviceHealthService
+from dra_cdi_driver.kubelet.pb import dra_health_v1alpha1_pb2 as pb
+from dra_cdi_driver.metrics import Metrics
 from tests.unit.test_publisher import DRIVER, NODE, FakeSliceApi
 
 NOWHERE = Path("/nonexistent")

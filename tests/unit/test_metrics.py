@@ -19,10 +19,10 @@ from dra_cdi_driver.checkpoint import Checkpoint, ClaimLocks
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.devices.mock import MockSource
 from dra_cdi_driver.driver import Driver
+from dra_cdi_driver.kubeapi.publisher import Publisher
+from dra_cdi_driver.kubeapi.slice_api import SliceApiError
 from dra_cdi_driver.metrics import Metrics, api_error_kind, count_api_errors
 from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim, PreparedDevice
-from dra_cdi_driver.publisher import Publisher
-from dra_cdi_driver.slice_api import SliceApiError
 from tests.fakeapi import claim_object, result
 from tests.unit.test_publisher import FakeSliceApi
 from tests.unit.test_publisher import inventory as slice_inventory

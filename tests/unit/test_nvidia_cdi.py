@@ -17,7 +17,7 @@ from dra_cdi_driver.cdi import SpecStore
 from dra_cdi_driver.checkpoint import Checkpoint
 from dra_cdi_driver.devices import Inventory, InventoryError
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.devices.nvidia import NvidiaSource
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource
 from dra_cdi_driver.driver import Driver, PrepareOutcome
 from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim
 from tests.fakeapi import claim_object, result

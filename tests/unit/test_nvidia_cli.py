@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dra_cdi_driver.cli import build_parser, main, settings_from_args
-from dra_cdi_driver.devices.nvidia_nvml import NVML_MODULE_ENV
+from dra_cdi_driver.devices.nvidia.nvml import NVML_MODULE_ENV
 from dra_cdi_driver.settings import SettingsError
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import (

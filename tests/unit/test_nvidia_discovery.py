@@ -11,9 +11,9 @@ import pytest
 
 from dra_cdi_driver.devices import Inventory, InventoryError
 from dra_cdi_driver.devices.base import Version
-from dra_cdi_driver.devices.nvidia import NvidiaSource, cuda_version, semver
-from dra_cdi_driver.devices.nvidia_nvml import _profile
-from dra_cdi_driver.devices.nvidia_pci import canonical_bus_id
+from dra_cdi_driver.devices.nvidia.nvml import _profile
+from dra_cdi_driver.devices.nvidia.pci import canonical_bus_id
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource, cuda_version, semver
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import (
     H100_MEMORY,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dra_cdi_driver.devices import Inventory
-from dra_cdi_driver.devices.nvidia import NvidiaSource
-from dra_cdi_driver.devices.nvidia_health import APPLICATION_XIDS, XidWatcher
+from dra_cdi_driver.devices.nvidia.health import APPLICATION_XIDS, XidWatcher
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import (
     FakeNvml,

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from dra_cdi_driver.devices import InventoryError
-from dra_cdi_driver.devices.nvidia import NvidiaSource
-from dra_cdi_driver.devices.nvidia_ldcache import CONTAINER_CONF, HOOK_SCRIPT, LdcacheHook
+from dra_cdi_driver.devices.nvidia.ldcache import CONTAINER_CONF, HOOK_SCRIPT, LdcacheHook
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import FakeNvml, h100_node
 

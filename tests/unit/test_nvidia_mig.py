@@ -15,9 +15,9 @@ from kubernetes.utils import parse_quantity
 
 from dra_cdi_driver.devices import Device, Inventory, InventoryError
 from dra_cdi_driver.devices.base import CounterSet, counter_problems
-from dra_cdi_driver.devices.nvidia import NvidiaSource
-from dra_cdi_driver.devices.nvidia_mig import mebibytes
-from dra_cdi_driver.slices import PARTITIONABLE, build_slices, publishable
+from dra_cdi_driver.devices.nvidia.mig import mebibytes
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource
+from dra_cdi_driver.kubeapi.slices import PARTITIONABLE, build_slices, publishable
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import (
     H100_GPU_INSTANCE_PROFILES,

@@ -13,7 +13,7 @@ import pytest
 
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.devices.inventory import refresh_loop
-from dra_cdi_driver.devices.nvidia import NvidiaSource
+from dra_cdi_driver.devices.nvidia.source import NvidiaSource
 from tests.fakes import nvidia_host
 from tests.fakes.fake_nvml import (
     NVML_ERROR_DRIVER_NOT_LOADED,

@@ -24,9 +24,9 @@ from kubernetes.client.exceptions import ApiException
 
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.publisher import Publisher
-from dra_cdi_driver.slice_api import KubeSliceApi, SliceApiError, WatchEvent
-from dra_cdi_driver.slices import (
+from dra_cdi_driver.kubeapi.publisher import Publisher
+from dra_cdi_driver.kubeapi.slice_api import KubeSliceApi, SliceApiError, WatchEvent
+from dra_cdi_driver.kubeapi.slices import (
     CONSUMABLE_CAPACITY,
     PARTITIONABLE,
     Slice,
@@ -443,7 +443,7 @@ def test_failures_are_retried_and_logged_once(
         403,
     )
     api.fail["create"] = [*[forbidden] * 6, *[SliceApiError("boom", 500)] * 3]
-    caplog.set_level(logging.INFO, logger="dra_cdi_driver.publisher")
+    caplog.set_level(logging.INFO, logger="dra_cdi_driver.kubeapi.publisher")
     running(4, api=api)
     eventually(lambda: pool(api)[2] == 4)
     assert not api.fail["create"], "every failure was retried"

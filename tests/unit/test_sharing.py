@@ -11,7 +11,7 @@ import pytest
 from dra_cdi_driver.devices import Device
 from dra_cdi_driver.devices.base import CounterSet, CounterUse, counter_problems
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.slices import (
+from dra_cdi_driver.kubeapi.slices import (
     CONSUMABLE_CAPACITY,
     PARTITIONABLE,
     build_slices,

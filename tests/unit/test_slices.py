@@ -12,8 +12,7 @@ import yaml
 from dra_cdi_driver.cdi import ContainerEdits
 from dra_cdi_driver.devices import Device, Version
 from dra_cdi_driver.devices.mock import MockSource
-from dra_cdi_driver.settings import Settings
-from dra_cdi_driver.slices import (
+from dra_cdi_driver.kubeapi.slices import (
     MAX_DEVICES_PER_SLICE,
     Slice,
     SliceError,
@@ -22,6 +21,7 @@ from dra_cdi_driver.slices import (
     render_devices_report,
     slice_name,
 )
+from dra_cdi_driver.settings import Settings
 
 DRIVER = "gpu.cdi.example.com"
 NODE = "node-1"

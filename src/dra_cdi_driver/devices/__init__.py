@@ -27,10 +27,10 @@ def create_source(settings: Settings) -> DeviceSource:
             health_dir=settings.mock_health_dir,
         )
     if settings.device_source == "nvidia":
-        from dra_cdi_driver.devices.nvidia import NvidiaSource
-        from dra_cdi_driver.devices.nvidia_files import CONTAINER_LIB_DIR
-        from dra_cdi_driver.devices.nvidia_ldcache import LdcacheHook
-        from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS
+        from dra_cdi_driver.devices.nvidia.files import CONTAINER_LIB_DIR
+        from dra_cdi_driver.devices.nvidia.ldcache import LdcacheHook
+        from dra_cdi_driver.devices.nvidia.source import NvidiaSource
+        from dra_cdi_driver.devices.nvidia.toolkit import DEFAULT_DIRS
 
         hook = None
         if settings.nvidia_ldcache_hook:  # driver mode only: NvidiaSource drops it otherwise

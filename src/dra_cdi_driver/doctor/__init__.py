@@ -13,11 +13,11 @@ from pathlib import Path
 
 from kubernetes import client
 
-from dra_cdi_driver import kube
 from dra_cdi_driver.devices.base import DeviceSource
 from dra_cdi_driver.doctor import api, cdi_specs, devices, gates, node_dirs, runtime
 from dra_cdi_driver.doctor.report import Result, exit_code, render_json, render_text
 from dra_cdi_driver.doctor.runtime import RuntimeVersion
+from dra_cdi_driver.kubeapi import client as kube
 from dra_cdi_driver.settings import Settings
 
 NO_API_FIX = "pass --kubeconfig (KUBECONFIG), or run doctor in the driver's pod"

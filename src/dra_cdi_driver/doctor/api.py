@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from dra_cdi_driver.doctor.report import Result
-from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, RESOURCE_VERSIONS
+from dra_cdi_driver.kubeapi.client import REQUEST_TIMEOUT_S, RESOURCE_GROUP, RESOURCE_VERSIONS
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 T = TypeVar("T")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dra_cdi_driver.devices import nvidia_nvml
-from dra_cdi_driver.devices.nvidia_files import CONTROL_NODE, HostRoot, dev_root, library_dirs
+from dra_cdi_driver.devices.nvidia import nvml as nvidia_nvml
+from dra_cdi_driver.devices.nvidia.files import CONTROL_NODE, HostRoot, dev_root, library_dirs
 from dra_cdi_driver.doctor.report import Result
 from dra_cdi_driver.settings import Settings
 
@@ -107,7 +107,7 @@ def _nvml(root: HostRoot, allow_no_gpus: bool) -> Result:
             nvidia_nvml.preload_library(library_dirs(root))
         snapshot = nvidia_nvml.read(nvml)
     except nvidia_nvml.NvmlError as err:
-        # nvidia_nvml words it "<what failed>; <what to do>" where it knows what to do.
+        # devices/nvidia/nvml.py words it "<what failed>; <what to do>" where it knows what to do.
         failed, _, advice = str(err).partition("; ")
         return Result.fail(check, failed, advice)
     gpus = len(snapshot.gpus)

@@ -20,8 +20,8 @@ from dra_cdi_driver.cdi import ContainerEdits
 from dra_cdi_driver.devices.base import Device
 from dra_cdi_driver.doctor.api import ApiCallError, call
 from dra_cdi_driver.doctor.report import Result
-from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP
-from dra_cdi_driver.slices import device_json
+from dra_cdi_driver.kubeapi.client import REQUEST_TIMEOUT_S, RESOURCE_GROUP
+from dra_cdi_driver.kubeapi.slices import device_json
 
 PROBE = "doctor-probe"
 FIX_GATE = "turn on the feature gate {gate} on kube-apiserver, kube-scheduler and the kubelet"

@@ -15,7 +15,7 @@ import atheris
 from tests.fuzz.atheris.common import dumps, json_input, run
 
 with atheris.instrument_imports(include=["dra_cdi_driver"]):
-    from dra_cdi_driver.claims import parse_allocation
+    from dra_cdi_driver.kubeapi.claims import parse_allocation
     from dra_cdi_driver.limits import MAX_CONFIG_ENTRIES, MAX_RESULTS_PER_CLAIM
     from dra_cdi_driver.model import ClaimError, ClaimRef
 

@@ -1,4 +1,4 @@
-"""Fuzz the readers of CDI spec files the driver did not write: `nvidia_toolkit.find_spec`
+"""Fuzz the readers of CDI spec files the driver did not write: `devices.nvidia.toolkit.find_spec`
 (the toolkit's nvidia.yaml/nvidia.json, read at start-up and on every rediscovery in
 --nvidia-cdi-mode=toolkit) and the doctor's `cdi_specs.spec_kind`.
 
@@ -18,7 +18,7 @@ from tests.fuzz.atheris.common import run, scratch_dir
 
 with atheris.instrument_imports(include=["dra_cdi_driver", "yaml"]):
     from dra_cdi_driver.devices.inventory import InventoryError
-    from dra_cdi_driver.devices.nvidia_toolkit import find_spec
+    from dra_cdi_driver.devices.nvidia.toolkit import find_spec
     from dra_cdi_driver.doctor.cdi_specs import spec_kind
     from dra_cdi_driver.doctor.hostfiles import HostFileError
 

@@ -1,6 +1,6 @@
 """Make the dynamic loader of any image find the driver libraries we mount.
 
-The libraries go to /usr/local/nvidia/lib64 (nvidia_files.py). NVIDIA's CUDA images put that
+The libraries go to /usr/local/nvidia/lib64 (files.py). NVIDIA's CUDA images put that
 dir on LD_LIBRARY_PATH; every other image (python:3.12 with a pip-installed torch, say)
 dlopens libcuda.so.1 through /etc/ld.so.cache and would not find it. So, as the NVIDIA
 Container Toolkit does with its update-ldcache hook, each container that gets a GPU runs

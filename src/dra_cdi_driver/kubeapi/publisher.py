@@ -41,10 +41,8 @@ from tenacity import (
 
 from dra_cdi_driver.devices import Device, Inventory
 from dra_cdi_driver.devices.base import Taint
-from dra_cdi_driver.logs import kv
-from dra_cdi_driver.metrics import Metrics
-from dra_cdi_driver.slice_api import KubeSliceApi, SliceApi, SliceApiError
-from dra_cdi_driver.slices import (
+from dra_cdi_driver.kubeapi.slice_api import KubeSliceApi, SliceApi, SliceApiError
+from dra_cdi_driver.kubeapi.slices import (
     CONSUMABLE_CAPACITY,
     DEVICE_TAINTS,
     PARTITIONABLE,
@@ -57,6 +55,8 @@ from dra_cdi_driver.slices import (
     publishable,
     taint_value,
 )
+from dra_cdi_driver.logs import kv
+from dra_cdi_driver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

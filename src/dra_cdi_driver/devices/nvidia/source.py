@@ -4,13 +4,13 @@ container runtime.
 Each GPU is a device `gpu-<minor>` (the minor of /dev/nvidia<minor>); on a GPU in MIG mode
 each MIG device is one more, `gpu-<minor>-mig-<gi>-<ci>`. The MIG-enabled GPU itself stays
 listed, with migEnabled=true; it and its MIG devices consume one counter set, so that the
-scheduler never hands out both (nvidia_mig.py). Where the API server does not serve shared
+scheduler never hands out both (mig.py). Where the API server does not serve shared
 counters, only the MIG devices are published.
 
 A container given a GPU gets its device node (a MIG device: the parent's node and its
 /dev/nvidia-caps access nodes); once per claim, the control nodes and the driver's
-libraries and tools (see nvidia_files.py) with a hook that adds them to the container's
-ld.so.cache (nvidia_ldcache.py), or, with --nvidia-cdi-mode=toolkit, the NVIDIA Container
+libraries and tools (see files.py) with a hook that adds them to the container's
+ld.so.cache (ldcache.py), or, with --nvidia-cdi-mode=toolkit, the NVIDIA Container
 Toolkit's CDI id for the device next to ours.
 """
 
@@ -25,7 +25,6 @@ from typing import Any
 
 from dra_cdi_driver.cdi import ContainerEdits, env
 from dra_cdi_driver.config import ConfigError, GpuConfig
-from dra_cdi_driver.devices import nvidia_mig, nvidia_nvml
 from dra_cdi_driver.devices.base import (
     MAX_STRING_VALUE,
     AttributeValue,
@@ -35,7 +34,9 @@ from dra_cdi_driver.devices.base import (
     Version,
 )
 from dra_cdi_driver.devices.inventory import InventoryError
-from dra_cdi_driver.devices.nvidia_files import (
+from dra_cdi_driver.devices.nvidia import mig as nvidia_mig
+from dra_cdi_driver.devices.nvidia import nvml as nvidia_nvml
+from dra_cdi_driver.devices.nvidia.files import (
     DriverFiles,
     HostRoot,
     control_nodes,
@@ -44,11 +45,11 @@ from dra_cdi_driver.devices.nvidia_files import (
     library_dirs,
     mig_cap_nodes,
 )
-from dra_cdi_driver.devices.nvidia_health import XidWatcher
-from dra_cdi_driver.devices.nvidia_ldcache import LdcacheHook
-from dra_cdi_driver.devices.nvidia_nvml import GpuInfo, MigInfo, Snapshot
-from dra_cdi_driver.devices.nvidia_pci import PCIE_ROOT_ATTRIBUTE, canonical_bus_id, pcie_root
-from dra_cdi_driver.devices.nvidia_toolkit import DEFAULT_DIRS, ToolkitSpec, find_spec
+from dra_cdi_driver.devices.nvidia.health import XidWatcher
+from dra_cdi_driver.devices.nvidia.ldcache import LdcacheHook
+from dra_cdi_driver.devices.nvidia.nvml import GpuInfo, MigInfo, Snapshot
+from dra_cdi_driver.devices.nvidia.pci import PCIE_ROOT_ATTRIBUTE, canonical_bus_id, pcie_root
+from dra_cdi_driver.devices.nvidia.toolkit import DEFAULT_DIRS, ToolkitSpec, find_spec
 from dra_cdi_driver.logs import kv
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class NvidiaSource(DeviceSource):
         sysfs: Path = Path("/sys"),
         proc: Path = Path("/proc"),
         toolkit_spec_dirs: Sequence[Path] = DEFAULT_DIRS,
-        ldcache_hook: LdcacheHook | None = None,  # driver mode: see nvidia_ldcache.py
+        ldcache_hook: LdcacheHook | None = None,  # driver mode: see ldcache.py
     ) -> None:
         if cdi_mode not in CDI_MODES:
             raise ValueError(f"--nvidia-cdi-mode {cdi_mode!r}: must be one of {CDI_MODES}")

@@ -13,7 +13,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from dra_cdi_driver.config import ConfigEntry
-from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, NoApiError, ResourceApiVersion
+from dra_cdi_driver.kubeapi.client import (
+    REQUEST_TIMEOUT_S,
+    RESOURCE_GROUP,
+    NoApiError,
+    ResourceApiVersion,
+)
 from dra_cdi_driver.limits import MAX_CONFIG_ENTRIES, MAX_OPAQUE_DEPTH, MAX_RESULTS_PER_CLAIM
 from dra_cdi_driver.model import ClaimError, ClaimRef
 from dra_cdi_driver.validation import is_uid

@@ -8,7 +8,7 @@ That is the layout NVIDIA's CUDA and NGC images already point LD_LIBRARY_PATH an
 (a contract from nvidia-docker 1 and GKE), whatever the distribution of host and image;
 mounting at the host's own paths would work only when image and host agree on the lib dir
 (/usr/lib64 vs /usr/lib/x86_64-linux-gnu). Every other image finds them through its
-ld.so.cache, which nvidia_ldcache.py's hook updates. We deliberately do not set
+ld.so.cache, which ldcache.py's hook updates. We deliberately do not set
 LD_LIBRARY_PATH: a CDI env entry replaces the image's value, and NGC images keep several
 other directories there.
 

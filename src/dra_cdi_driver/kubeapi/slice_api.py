@@ -19,8 +19,13 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, NoApiError, ResourceApiVersion
-from dra_cdi_driver.slices import Slice
+from dra_cdi_driver.kubeapi.client import (
+    REQUEST_TIMEOUT_S,
+    RESOURCE_GROUP,
+    NoApiError,
+    ResourceApiVersion,
+)
+from dra_cdi_driver.kubeapi.slices import Slice
 
 PLURAL = "resourceslices"
 SLICES = f"{PLURAL}.{RESOURCE_GROUP}"  # as RBAC rules name it

@@ -29,10 +29,15 @@ from kubernetes.client.exceptions import ApiException
 from dra_cdi_driver.checkpoint import Checkpoint
 from dra_cdi_driver.devices import Inventory
 from dra_cdi_driver.devices.health import DeviceHealth
-from dra_cdi_driver.kube import REQUEST_TIMEOUT_S, RESOURCE_GROUP, NoApiError, ResourceApiVersion
+from dra_cdi_driver.kubeapi.client import (
+    REQUEST_TIMEOUT_S,
+    RESOURCE_GROUP,
+    NoApiError,
+    ResourceApiVersion,
+)
+from dra_cdi_driver.kubeapi.slices import rfc3339
 from dra_cdi_driver.logs import kv
 from dra_cdi_driver.model import ClaimRef, PreparedClaim, PreparedDevice
-from dra_cdi_driver.slices import rfc3339
 
 log = logging.getLogger(__name__)
 

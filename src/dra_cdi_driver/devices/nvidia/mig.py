@@ -22,7 +22,7 @@ NVML's profile says less or nothing.
 from __future__ import annotations
 
 from dra_cdi_driver.devices.base import CounterSet, CounterUse
-from dra_cdi_driver.devices.nvidia_nvml import GpuInfo, MigInfo
+from dra_cdi_driver.devices.nvidia.nvml import GpuInfo, MigInfo
 
 SLICES = "slices"
 MEMORY = "memory"

@@ -29,7 +29,7 @@ from dra_cdi_driver.devices.base import (
     Taint,
     Version,
 )
-from dra_cdi_driver.kube import RESOURCE_GROUP, RESOURCE_VERSIONS
+from dra_cdi_driver.kubeapi.client import RESOURCE_GROUP, RESOURCE_VERSIONS
 from dra_cdi_driver.settings import Settings
 
 MAX_DEVICES_PER_SLICE = 128  # the API's limit per ResourceSlice
