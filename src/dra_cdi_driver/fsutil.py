@@ -59,9 +59,18 @@ class RootDir:
                 f"refusing file name {name[:80]!r} in {self.path}: not a plain name"
             )
         path = self.path / name
-        real = os.path.realpath(path)
-        if os.path.dirname(real) != os.path.realpath(self.path):
-            raise UnsafePathError(f"refusing {path}: it resolves to {real}, outside {self.path}")
+        # A plain name is one component: only a symlink there can lead outside. One lstat
+        # instead of resolving both paths component by component on every call.
+        try:
+            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:  # missing, or the directory unusable: the operation itself says so
+            is_link = False
+        if is_link:
+            real = os.path.realpath(path)
+            if os.path.dirname(real) != os.path.realpath(self.path):
+                raise UnsafePathError(
+                    f"refusing {path}: it resolves to {real}, outside {self.path}"
+                )
         return path
 
     def ensure(self, mode: int = 0o750) -> None:
