@@ -13,8 +13,8 @@ from dra_cdi_driver.model import ClaimError, ClaimRef, PreparedClaim
 from tests.unit.test_metrics import Claims, _inventory, _uid
 
 
-def _driver(tmp_path: Path, locks: Path) -> tuple[Driver, Claims]:
-    claims = Claims()
+def _driver(tmp_path: Path, locks: Path, claims: Claims | None = None) -> tuple[Driver, Claims]:
+    claims = claims if claims is not None else Claims()
     driver = Driver(
         driver_name="gpu.cdi.example.com",
         node_name="node-1",
@@ -77,18 +77,7 @@ class SlowClaims(Claims):
 def test_a_claim_read_after_the_deadline_writes_nothing(tmp_path: Path) -> None:
     """The kubelet is told the claim timed out: no record and no spec may appear behind its
     back (nothing would unprepare them). Its retry prepares the claim afresh."""
-    claims = SlowClaims()
-    driver = Driver(
-        driver_name="gpu.cdi.example.com",
-        node_name="node-1",
-        inventory=_inventory(tmp_path),
-        claims=claims,
-        specs=SpecStore(tmp_path / "cdi", "gpu.cdi.example.com/gpu"),
-        checkpoint=Checkpoint(tmp_path / "checkpoint", "boot"),
-        locks=ClaimLocks(tmp_path / "locks"),
-        workers=2,
-    )
-    driver.recover()
+    driver, claims = _driver(tmp_path, tmp_path / "locks", SlowClaims())
     try:
         ref = claims.add(1, "gpu-0")
         outcome = driver.prepare([ref], deadline=time.monotonic() + 0.5)[_uid(1)]
